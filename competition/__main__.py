@@ -1,0 +1,174 @@
+"""Command line behind every make target: `python -m competition <step> [options]`.
+
+Each step imports what it needs when it runs, so `--help` and CSV checks never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from competition.workspace import Workspace
+
+DEFAULT_EXPERIMENTS = ["experiments/logmel-cnn.toml"]
+
+
+def _experiment(path: str, args):
+    from competition.config import load_experiment
+
+    experiment = load_experiment(Path(path))
+    train = {k: v for k, v in {"epochs": getattr(args, "epochs", None)}.items() if v is not None}
+    folds = {"k": args.folds} if getattr(args, "folds", None) else {}
+    return experiment.with_overrides(train=train, folds=folds)
+
+
+def _dataset_and_index(workspace: Workspace, name: str):
+    from competition.datasets import get_dataset
+
+    dataset = get_dataset(name)
+    return dataset, dataset.index(workspace.dataset_dir(name))
+
+
+def cmd_data(args, workspace: Workspace) -> None:
+    from competition.data import obtain
+
+    path = obtain(workspace, args.dataset, from_dir=Path(args.from_dir) if args.from_dir else None)
+    print(f"{args.dataset}: ready in {path}")
+
+
+def cmd_features(args, workspace: Workspace) -> None:
+    from competition.features import build_features
+
+    dataset, index = _dataset_and_index(workspace, args.dataset)
+    for path in args.experiment or DEFAULT_EXPERIMENTS:
+        experiment = _experiment(path, args)
+        started = time.perf_counter()
+        stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test},
+                                experiment.features, workers=args.workers)
+        sizes = ", ".join(f"{split} {len(store)} clips" for split, store in stores.items())
+        print(f"{experiment.features.key}: {sizes} in {time.perf_counter() - started:.1f}s")
+
+
+def cmd_train(args, workspace: Workspace) -> None:
+    from competition.train import train_experiment
+
+    dataset, index = _dataset_and_index(workspace, args.dataset)
+    for path in args.experiment or DEFAULT_EXPERIMENTS:
+        run_dir = train_experiment(workspace, dataset, index, _experiment(path, args), run_name=args.run,
+                                   only_folds=args.fold)
+        scores_path = run_dir / "scores.json"
+        if scores_path.exists():
+            scores = json.loads(scores_path.read_text())
+            print(f"{run_dir}: OOF {scores['metric']} {scores['oof']:.4f}")
+
+
+def cmd_ensemble(args, workspace: Workspace) -> None:
+    from competition.ensemble import blend_runs
+
+    runs = [Path(r) if Path(r).exists() else workspace.runs / r for r in args.runs]
+    path = blend_runs(workspace, runs, args.name)
+    record = json.loads(path.with_suffix(".json").read_text())
+    print(f"{path}: CV {record['metric']} {record['cv_score']:.4f} from {len(runs)} run(s)")
+
+
+def cmd_score(args, workspace: Workspace) -> None:
+    from competition.datasets import get_dataset
+    from competition.scoring import score_submission
+
+    dataset = get_dataset(args.dataset)
+    truth = workspace.dataset_dir(dataset.name) / (dataset.ground_truth or "")
+    if not dataset.ground_truth or not truth.is_file():
+        sys.exit(f"no test labels for {dataset.name}: {truth} is missing")
+    for usage, value in score_submission(Path(args.sub), truth).items():
+        print(f"{usage:8s} MAP@3 {value:.5f}")
+
+
+def cmd_validate(args, workspace: Workspace) -> None:
+    from competition.submission import validate_submission
+
+    dataset, index = _dataset_and_index(workspace, args.dataset)
+    rows = validate_submission(Path(args.sub), index.test["fname"].tolist(), dataset.labels)
+    print(f"{args.sub}: valid ({rows} rows)")
+
+
+def cmd_predict(args, workspace: Workspace) -> None:
+    from competition.predict import predict_files
+
+    for path, tags in predict_files(Path(args.run) if Path(args.run).exists() else workspace.runs / args.run,
+                                    [Path(f) for f in args.files]):
+        print(f"{path}: " + "  ".join(f"{label} {p:.3f}" for label, p in tags))
+
+
+def cmd_demo(args, workspace: Workspace) -> None:
+    from competition.demo_pipeline import run_demo
+
+    run_demo(workspace, n_train=args.n_train, n_test=args.n_test, seed=args.seed, epochs=args.epochs,
+             folds=args.folds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from competition.datasets import dataset_names
+
+    parser = argparse.ArgumentParser(prog="python -m competition", description=__doc__)
+    steps = parser.add_subparsers(dest="step", required=True, metavar="step")
+
+    def step(name: str, handler, help: str, *, dataset: bool = True) -> argparse.ArgumentParser:
+        sub = steps.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        if dataset:
+            sub.add_argument("--dataset", default="freesound-audio-tagging", choices=dataset_names())
+        return sub
+
+    def experiments(sub):
+        sub.add_argument("--experiment", action="append", help="experiment TOML (repeatable); default: "
+                         + ", ".join(DEFAULT_EXPERIMENTS))
+        sub.add_argument("--epochs", type=int, help="override [train] epochs")
+        sub.add_argument("--folds", type=int, help="override [folds] k")
+
+    sub = step("data", cmd_data, "obtain a dataset into data/<dataset>/ and verify it")
+    sub.add_argument("--from", dest="from_dir", help="use a local copy instead of downloading")
+    sub = step("features", cmd_features, "cache features under features/<dataset>/<key>/")
+    experiments(sub)
+    sub.add_argument("--workers", type=int, help="processes (default: all cores)")
+    sub = step("train", cmd_train, "train one model per fold into runs/<run>/fold-<k>/")
+    experiments(sub)
+    sub.add_argument("--run", help="run folder name (default: <dataset>-<experiment>)")
+    sub.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
+    sub = step("ensemble", cmd_ensemble, "blend runs into submissions/<name>.csv (+ .json)", dataset=False)
+    sub.add_argument("runs", nargs="+", help="run folders or names under runs/")
+    sub.add_argument("--name", default="submission")
+    sub = step("score", cmd_score, "score a submission against the post-competition test labels")
+    sub.add_argument("sub", help="submission CSV")
+    sub = step("validate", cmd_validate, "check a submission CSV (header, every test fname, 3 known labels)")
+    sub.add_argument("sub", help="submission CSV")
+    sub = step("predict", cmd_predict, "top-3 tags of audio files from a trained run", dataset=False)
+    sub.add_argument("--run", required=True, help="run folder or name under runs/")
+    sub.add_argument("files", nargs="+")
+    sub = step("demo", cmd_demo, "every step, offline, on a generated demo competition", dataset=False)
+    sub.add_argument("--n-train", type=int, default=600)
+    sub.add_argument("--n-test", type=int, default=300)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--epochs", type=int)
+    sub.add_argument("--folds", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    workspace = Workspace.from_env()
+    try:
+        args.handler(args, workspace)
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        # Our own errors name the file and the problem: show them without a traceback.
+        if type(error).__module__.startswith("competition"):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Fixed-size inputs cut from variable-length cached clips: training crops, augmentation, TTA crops.
+
+Pure NumPy on memory-mapped features: a batch reads only the frames it crops. Clips shorter than a
+crop are tiled (repeated) to the crop length, so short sounds are not diluted by padding.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from competition.features import FeatureStore
+
+
+def fit_length(clip: np.ndarray, length: int, start: int = 0) -> np.ndarray:
+    """`length` frames of a clip from `start`, tiling clips shorter than `length`."""
+    if len(clip) >= length:
+        return np.asarray(clip[start:start + length], np.float32)
+    repeats = -(-length // len(clip))
+    return np.tile(np.asarray(clip, np.float32), (repeats, 1))[:length]
+
+
+def random_crops(store: FeatureStore, rows: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    batch = np.empty((len(rows), length, store.frames.shape[1]), np.float32)
+    for i, row in enumerate(rows):
+        clip = store.clip(int(row))
+        start = int(rng.integers(0, len(clip) - length + 1)) if len(clip) > length else 0
+        batch[i] = fit_length(clip, length, start)
+    return batch
+
+
+def tta_starts(n_frames: int, length: int, n_crops: int) -> np.ndarray:
+    """Evenly spaced crop starts covering the clip; one crop when the clip fits in one."""
+    if n_frames <= length or n_crops <= 1:
+        return np.array([max(0, (n_frames - length) // 2)])
+    return np.unique(np.linspace(0, n_frames - length, n_crops).round().astype(int))
+
+
+def tta_crops(clips: Sequence[np.ndarray], length: int, n_crops: int) -> tuple[np.ndarray, np.ndarray]:
+    """All TTA crops of the given clips, and for each crop the position of its clip in `clips`."""
+    crops, owners = [], []
+    for position, clip in enumerate(clips):
+        for start in tta_starts(len(clip), length, n_crops):
+            crops.append(fit_length(clip, length, int(start)))
+            owners.append(position)
+    return np.stack(crops), np.array(owners)
+
+
+def mixup(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float, rng: np.random.Generator):
+    """Blend each example with a random partner (Zhang et al. 2018); labels and weights blend alike."""
+    if alpha <= 0:
+        return x, y, w
+    lam = rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+    partner = rng.permutation(len(x))
+
+    def mix(a: np.ndarray) -> np.ndarray:
+        share = lam.reshape(-1, *[1] * (a.ndim - 1))
+        return share * a + (1 - share) * a[partner]
+
+    return mix(x), mix(y), mix(w)
+
+
+def spec_augment(x: np.ndarray, fill: np.ndarray, *, time_masks: int, freq_masks: int, fraction: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """SpecAugment-style masking (Park et al. 2019): bands of frames and bins set to `fill` (per-bin mean)."""
+    if not time_masks and not freq_masks:
+        return x
+    x = x.copy()
+    n_frames, n_bins = x.shape[1:]
+    for example in x:
+        for _ in range(time_masks):
+            width = int(rng.integers(0, max(1, int(n_frames * fraction)) + 1))
+            start = int(rng.integers(0, n_frames - width + 1))
+            example[start:start + width] = fill
+        for _ in range(freq_masks):
+            width = int(rng.integers(0, max(1, int(n_bins * fraction)) + 1))
+            start = int(rng.integers(0, n_bins - width + 1))
+            example[:, start:start + width] = fill[start:start + width]
+    return x

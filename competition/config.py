@@ -1,0 +1,149 @@
+"""Experiment and feature settings, read from small TOML files, and the hashes that key caches.
+
+A cache key is a hash of exactly the parameters that change a step's output: feature parameters
+key the feature cache; feature and training parameters key a run. Changing `n_mels` recomputes
+features; changing the learning rate does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+# Bump when feature code changes its output for the same parameters, so old caches are not reused.
+FEATURE_CODE_VERSION = 1
+
+
+def config_hash(params: dict) -> str:
+    """Stable short hash of a JSON-able dict (key order does not matter)."""
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    kind: str = "logmel"          # logmel | mfcc | wave
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+    n_mfcc: int = 40
+    fmin: float = 20.0
+    fmax: float | None = None     # None: sample_rate / 2
+    max_seconds: float = 30.0     # longer clips are truncated (Freesound clips are at most 30 s)
+
+    def __post_init__(self):
+        if self.kind not in ("logmel", "mfcc", "wave"):
+            raise ConfigError(f"features.kind must be logmel, mfcc or wave, not {self.kind!r}")
+
+    def output_params(self) -> dict:
+        """The parameters this kind of feature actually depends on."""
+        params = {"kind": self.kind, "sample_rate": self.sample_rate,
+                  "max_seconds": self.max_seconds, "version": FEATURE_CODE_VERSION}
+        if self.kind in ("logmel", "mfcc"):
+            params.update(n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
+                          fmin=self.fmin, fmax=self.fmax or self.sample_rate / 2)
+        if self.kind == "mfcc":
+            params["n_mfcc"] = self.n_mfcc
+        if self.kind == "wave":
+            # Raw waveform stored as frames of hop_length samples, so every cache is (frames, bins).
+            params["hop_length"] = self.hop_length
+        return params
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}-{config_hash(self.output_params())}"
+
+    @property
+    def n_bins(self) -> int:
+        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "wave": self.hop_length}[self.kind]
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "cnn2d"
+    width: int = 32               # channels of the first block; later blocks multiply it
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    crop_seconds: float = 3.0
+    mixup_alpha: float = 0.0
+    time_masks: int = 0
+    freq_masks: int = 0
+    mask_fraction: float = 0.15   # widest mask as a fraction of the axis
+    unverified_weight: float = 1.0  # loss weight of manually_verified = 0 rows
+    label_smoothing: float = 0.0
+    patience: int = 8             # epochs without OOF MAP@3 gain before stopping
+    tta_crops: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    k: int = 5
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    folds: FoldConfig = field(default_factory=FoldConfig)
+
+    def output_params(self) -> dict:
+        return {"features": self.features.output_params(), "model": asdict(self.model),
+                "train": asdict(self.train), "folds": asdict(self.folds)}
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.output_params())
+
+    def with_overrides(self, **sections: dict) -> "Experiment":
+        """A copy with some fields of some sections replaced, e.g. train={'epochs': 1}."""
+        updated = {name: replace(getattr(self, name), **values) for name, values in sections.items() if values}
+        return replace(self, **updated)
+
+
+def _section(cls, table: dict, source: str, section: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(known))}")
+    return cls(**table)
+
+
+def load_experiment(path: Path) -> Experiment:
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: experiment file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    sections = {"features": FeatureConfig, "model": ModelConfig, "train": TrainConfig, "folds": FoldConfig}
+    unknown = set(table) - set(sections) - {"name"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s): {', '.join(sorted(unknown))}")
+    return Experiment(
+        name=table.get("name", path.stem),
+        **{name: _section(cls, table.get(name, {}), str(path), name) for name, cls in sections.items()},
+    )

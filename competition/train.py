@@ -1,0 +1,275 @@
+"""Training (`make train`): one model per fold, writing `runs/<run>/fold-<k>/`.
+
+Each fold writes `model.keras` (best epoch by the fold's OOF metric), `oof.npz` and `test.npz`
+(fnames + class probabilities, test-time augmented), `history.csv` and, last, `done.json`. A rerun
+skips folds with `done.json`; a fold that was interrupted restarts from its last epoch checkpoint.
+Every epoch's data order, augmentation and dropout are seeded from (seed, fold, epoch), so a
+resumed fold ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.batches import mixup, random_crops, spec_augment, tta_crops
+from competition.config import Experiment
+from competition.datasets import Dataset, Index
+from competition.features import FeatureStore, build_features
+from competition.folds import load_or_make_folds
+from competition.metrics import score
+from competition.workspace import Workspace, atomic_write_text
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def crop_frames(experiment: Experiment) -> int:
+    return max(1, round(experiment.train.crop_seconds * experiment.features.frames_per_second))
+
+
+def predict_clips(model, clips, length: int, n_crops: int, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities per clip: the mean over its TTA crops."""
+    if not len(clips):
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    crops, owners = tta_crops(clips, length, n_crops)
+    crop_probs = predict_batches(model, crops, batch_size)
+    sums = np.zeros((len(clips), crop_probs.shape[1]), np.float64)
+    np.add.at(sums, owners, crop_probs)
+    return (sums / np.bincount(owners, minlength=len(clips))[:, None]).astype(np.float32)
+
+
+def predict_store(model, store: FeatureStore, rows: np.ndarray, length: int, n_crops: int) -> np.ndarray:
+    return predict_clips(model, [store.clip(int(row)) for row in rows], length, n_crops)
+
+
+def predict_batches(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    # Calling the model directly avoids predict()'s per-call setup, which dominates on small sets.
+    outputs = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(outputs)
+
+
+def save_predictions(path: Path, fnames, probs: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, fnames=np.asarray(fnames, dtype=str), probs=probs.astype(np.float32))
+    os.replace(tmp, path)
+
+
+def load_predictions(path: Path) -> tuple[list[str], np.ndarray]:
+    data = np.load(path)
+    return data["fnames"].tolist(), data["probs"]
+
+
+def _targets(train: pd.DataFrame, dataset: Dataset, experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = train["label"].map(dataset.label_to_id).to_numpy()
+    n_classes = len(dataset.labels)
+    smoothing = experiment.train.label_smoothing
+    targets = np.full((len(train), n_classes), smoothing / n_classes, np.float32)
+    targets[np.arange(len(train)), ids] += 1 - smoothing
+    weights = np.where(train["manually_verified"].to_numpy() == 1, 1.0, experiment.train.unverified_weight)
+    return ids, targets, weights.astype(np.float32)
+
+
+class FoldTrainer:
+    """Trains one fold with checkpoints after every epoch and early stopping on the fold's OOF metric."""
+
+    def __init__(self, run_dir: Path, fold: int, experiment: Experiment, dataset: Dataset,
+                 stores: dict[str, FeatureStore], train: pd.DataFrame, folds: pd.Series, test: pd.DataFrame):
+        self.dir = run_dir / f"fold-{fold}"
+        self.fold, self.experiment, self.dataset = fold, experiment, dataset
+        self.stores, self.train_table, self.test_table = stores, train, test
+        self.ids, self.targets, self.weights = _targets(train, dataset, experiment)
+        store_rows = stores["train"].rows_of(train["fname"])
+        self.fit_rows = store_rows[(folds != fold).to_numpy()]
+        self.fit_positions = np.flatnonzero((folds != fold).to_numpy())
+        self.val_positions = np.flatnonzero((folds == fold).to_numpy())
+        self.val_rows = store_rows[self.val_positions]
+        self.length = crop_frames(experiment)
+
+    def _learning_rate(self, epoch: int) -> float:
+        """Linear warm-up over 2 epochs, then cosine decay to 1% of the peak."""
+        settings = self.experiment.train
+        if epoch < 2:
+            return settings.learning_rate * (epoch + 1) / 3
+        progress = (epoch - 2) / max(1, settings.epochs - 2)
+        return settings.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def _epoch_batches(self, epoch: int):
+        settings = self.experiment.train
+        store = self.stores["train"]
+        rng = np.random.default_rng([settings.seed, self.fold, epoch])
+        order = rng.permutation(len(self.fit_rows))
+        for start in range(0, len(order), settings.batch_size):
+            chosen = order[start:start + settings.batch_size]
+            x = random_crops(store, self.fit_rows[chosen], self.length, rng)
+            x = spec_augment(x, store.mean, time_masks=settings.time_masks, freq_masks=settings.freq_masks,
+                             fraction=settings.mask_fraction, rng=rng)
+            positions = self.fit_positions[chosen]
+            x, y, w = mixup(x, self.targets[positions], self.weights[positions], settings.mixup_alpha, rng)
+            yield x, y, w
+
+    def _dataset(self, epoch: int):
+        import tensorflow as tf
+
+        bins = self.stores["train"].frames.shape[1]
+        signature = (tf.TensorSpec((None, self.length, bins), tf.float32),
+                     tf.TensorSpec((None, len(self.dataset.labels)), tf.float32),
+                     tf.TensorSpec((None,), tf.float32))
+        return tf.data.Dataset.from_generator(lambda: self._epoch_batches(epoch), output_signature=signature
+                                              ).prefetch(tf.data.AUTOTUNE)
+
+    def _new_model(self):
+        import keras
+
+        from competition.models import build_model
+
+        store = self.stores["train"]
+        model = build_model(self.experiment.model, store.frames.shape[1], len(self.dataset.labels),
+                            mean=store.mean, std=store.std)
+        model.compile(optimizer=keras.optimizers.Adam(self.experiment.train.learning_rate),
+                      loss="categorical_crossentropy", weighted_metrics=[])
+        return model
+
+    def validate(self, model, n_crops: int) -> tuple[np.ndarray, float]:
+        probs = predict_store(model, self.stores["train"], self.val_rows, self.length, n_crops)
+        return probs, score(self.dataset.metric, self.ids[self.val_positions], probs)
+
+    def run(self, progress) -> dict:
+        import keras
+
+        settings = self.experiment.train
+        self.dir.mkdir(parents=True, exist_ok=True)
+        checkpoint, state_path = self.dir / "checkpoint.keras", self.dir / "state.json"
+        if checkpoint.exists() and state_path.exists():
+            model = keras.models.load_model(checkpoint)
+            state = json.loads(state_path.read_text())
+        else:
+            keras.utils.set_random_seed(settings.seed * 1000 + self.fold)
+            model = self._new_model()
+            state = {"epoch": -1, "best_score": -1.0, "best_epoch": -1, "history": []}
+        for epoch in range(state["epoch"] + 1, settings.epochs):
+            if epoch - state["best_epoch"] > settings.patience:
+                break
+            keras.utils.set_random_seed(settings.seed * 1000 + self.fold * 100 + epoch)
+            model.optimizer.learning_rate.assign(self._learning_rate(epoch))
+            started = time.perf_counter()
+            fit = model.fit(self._dataset(epoch), epochs=1, verbose=0)
+            _, val_score = self.validate(model, n_crops=1)
+            record = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), f"val_{self.dataset.metric}": val_score,
+                      "learning_rate": self._learning_rate(epoch), "seconds": round(time.perf_counter() - started, 2)}
+            state["history"].append(record)
+            if val_score > state["best_score"]:
+                state.update(best_score=val_score, best_epoch=epoch)
+                _save_model(model, self.dir / "best.keras")
+            state["epoch"] = epoch
+            _save_model(model, checkpoint)
+            atomic_write_text(state_path, json.dumps(state, indent=1))
+            progress.set_postfix(fold=self.fold, epoch=epoch, loss=f"{record['loss']:.3f}",
+                                 val=f"{val_score:.3f}", best=f"{state['best_score']:.3f}")
+            progress.update()
+        return self._finish(state)
+
+    def _finish(self, state: dict) -> dict:
+        import keras
+
+        model = keras.models.load_model(self.dir / "best.keras")
+        n_crops = self.experiment.train.tta_crops
+        oof, oof_score = self.validate(model, n_crops)
+        save_predictions(self.dir / "oof.npz", self.train_table["fname"].to_numpy()[self.val_positions], oof)
+        if "test" in self.stores:
+            test_store = self.stores["test"]
+            test_rows = test_store.rows_of(self.test_table["fname"])
+            save_predictions(self.dir / "test.npz", self.test_table["fname"],
+                             predict_store(model, test_store, test_rows, self.length, n_crops))
+        os.replace(self.dir / "best.keras", self.dir / "model.keras")
+        pd.DataFrame(state["history"]).to_csv(self.dir / "history.csv", index=False)
+        summary = {"fold": self.fold, "score": oof_score, "metric": self.dataset.metric,
+                   "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
+                   "n_train": len(self.fit_rows), "n_val": len(self.val_rows)}
+        atomic_write_text(self.dir / "done.json", json.dumps(summary, indent=1))
+        (self.dir / "checkpoint.keras").unlink(missing_ok=True)
+        (self.dir / "state.json").unlink(missing_ok=True)
+        return summary
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def run_dir_for(workspace: Workspace, dataset: Dataset, experiment: Experiment, run_name: str | None) -> Path:
+    return workspace.runs / (run_name or f"{dataset.name}-{experiment.name}")
+
+
+def _check_run_config(run_dir: Path, record: dict) -> None:
+    path = run_dir / "config.json"
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing["hash"] != record["hash"]:
+            raise RunError(f"{run_dir} was trained with another configuration (hash {existing['hash']}, now "
+                           f"{record['hash']}); choose another RUN name or delete the folder")
+    else:
+        atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, experiment: Experiment, *,
+                     run_name: str | None = None, only_folds: list[int] | None = None) -> Path:
+    """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions."""
+    from tqdm import tqdm
+
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    run_dir = run_dir_for(workspace, dataset, experiment, run_name)
+    record = {"experiment": experiment.name, "dataset": dataset.name, "hash": experiment.hash,
+              "feature_key": experiment.features.key,
+              "feature_config": asdict(experiment.features), "crop_frames": crop_frames(experiment),
+              "tta_crops": experiment.train.tta_crops, "params": experiment.output_params(),
+              "labels": list(dataset.labels), "metric": dataset.metric}
+    _check_run_config(run_dir, record)
+    stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features)
+    folds = load_or_make_folds(workspace, dataset, index.train, experiment.folds.k, experiment.folds.seed)
+    fold_ids = sorted(folds.unique()) if only_folds is None else only_folds
+    todo = [f for f in fold_ids if not (run_dir / f"fold-{f}" / "done.json").exists()]
+    with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run_dir.name}", unit="epoch",
+              file=sys.stderr, dynamic_ncols=True) as progress:
+        for fold in todo:
+            FoldTrainer(run_dir, int(fold), experiment, dataset, stores, index.train, folds, index.test).run(progress)
+            progress.total = progress.n + (len(todo) - todo.index(fold) - 1) * experiment.train.epochs
+            progress.refresh()
+    if only_folds is None:
+        assemble_run(run_dir, dataset, index)
+    return run_dir
+
+
+def assemble_run(run_dir: Path, dataset: Dataset, index: Index) -> dict:
+    """Collect the folds: `oof.npz` (every train clip), `test.npz` (geometric mean over folds), `scores.json`."""
+    from competition.ensemble import geometric_mean
+
+    fold_dirs = sorted(run_dir.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    summaries = [json.loads((d / "done.json").read_text()) for d in fold_dirs]
+    oof_parts = [load_predictions(d / "oof.npz") for d in fold_dirs]
+    fnames = [f for names, _ in oof_parts for f in names]
+    probs = np.concatenate([p for _, p in oof_parts])
+    order = pd.Series(np.arange(len(fnames)), index=fnames).loc[index.train["fname"]].to_numpy()
+    oof = probs[order]
+    save_predictions(run_dir / "oof.npz", index.train["fname"], oof)
+    ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    scores = {"metric": dataset.metric, "folds": {s["fold"]: s["score"] for s in summaries},
+              "oof": score(dataset.metric, ids, oof)}
+    if (fold_dirs[0] / "test.npz").exists():
+        test_fnames, _ = load_predictions(fold_dirs[0] / "test.npz")
+        test = geometric_mean([load_predictions(d / "test.npz")[1] for d in fold_dirs])
+        save_predictions(run_dir / "test.npz", test_fnames, test)
+    atomic_write_text(run_dir / "scores.json", json.dumps(scores, indent=1))
+    return scores
