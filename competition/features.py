@@ -170,6 +170,8 @@ def compute_clips(table: pd.DataFrame, clips_dir: Path, config: FeatureConfig, *
         if workers > 1 and len(jobs) > 1:
             import multiprocessing
 
+            # Import and JIT-compile librosa once here, so forked workers start warm.
+            blank_features(config)
             # fork: workers inherit the imported modules instead of importing them again.
             with multiprocessing.get_context("fork").Pool(workers, initializer=_limit_threads) as pool:
                 for fname, _, error in pool.imap_unordered(_compute_clip, jobs, chunksize=4):

@@ -124,8 +124,10 @@ class FoldTrainer:
         signature = (tf.TensorSpec((None, self.length, bins), tf.float32),
                      tf.TensorSpec((None, len(self.dataset.labels)), tf.float32),
                      tf.TensorSpec((None,), tf.float32))
-        return tf.data.Dataset.from_generator(lambda: self._epoch_batches(epoch), output_signature=signature
-                                              ).prefetch(tf.data.AUTOTUNE)
+        n_batches = -(-len(self.fit_rows) // self.experiment.train.batch_size)
+        batches = tf.data.Dataset.from_generator(lambda: self._epoch_batches(epoch), output_signature=signature)
+        # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
+        return batches.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(tf.data.AUTOTUNE)
 
     def _new_model(self):
         import keras
@@ -162,7 +164,7 @@ class FoldTrainer:
             keras.utils.set_random_seed(settings.seed * 1000 + self.fold * 100 + epoch)
             model.optimizer.learning_rate.assign(self._learning_rate(epoch))
             started = time.perf_counter()
-            fit = model.fit(self._dataset(epoch), epochs=1, verbose=0)
+            fit = model.fit(self._dataset(epoch), epochs=1, verbose=0, shuffle=False)
             _, val_score = self.validate(model, n_crops=1)
             record = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), f"val_{self.dataset.metric}": val_score,
                       "learning_rate": self._learning_rate(epoch), "seconds": round(time.perf_counter() - started, 2)}

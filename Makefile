@@ -1,0 +1,58 @@
+# Every target is one step: `python -m competition <step>`. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KIT := $(PY) -m competition
+
+DATASET ?= freesound-audio-tagging
+EXPERIMENTS ?= experiments/logmel-cnn.toml experiments/mfcc-cnn.toml
+EXPERIMENT_ARGS = $(foreach e,$(EXPERIMENTS),--experiment $(e))
+NAME ?= submission
+RUNS ?= $(foreach e,$(EXPERIMENTS),$(DATASET)-$(basename $(notdir $(e))))
+
+.DEFAULT_GOAL := help
+.PHONY: help venv data features train ensemble validate score predict demo test clean
+
+help: ## list the targets (this text)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: DATASET=$(DATASET) EXPERIMENTS='$(EXPERIMENTS)' RUNS=... NAME=... SUB=... FROM=DIR"
+
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	# tinysoundfont declares pyaudio (playback only, needs PortAudio headers); the kit only renders.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv from the pinned requirements
+
+data: venv ## obtain DATASET into data/<dataset>/ and verify it (FROM=DIR uses a local copy)
+	$(KIT) data --dataset $(DATASET) $(if $(FROM),--from $(FROM))
+
+features: venv ## cache features of DATASET for EXPERIMENTS under features/<dataset>/<key>/
+	$(KIT) features --dataset $(DATASET) $(EXPERIMENT_ARGS)
+
+train: venv ## train EXPERIMENTS on DATASET, one model per fold, into runs/<dataset>-<experiment>/
+	$(KIT) train --dataset $(DATASET) $(EXPERIMENT_ARGS)
+
+ensemble: venv ## blend RUNS (geometric mean) into submissions/NAME.csv and its .json
+	$(KIT) ensemble $(RUNS) --name $(NAME)
+
+validate: venv ## check SUB=path.csv against DATASET's test clips and vocabulary
+	$(KIT) validate --dataset $(DATASET) $(SUB)
+
+score: venv ## public/private MAP@3 of SUB=path.csv from the post-competition test labels
+	$(KIT) score --dataset $(DATASET) $(SUB)
+
+predict: venv ## top-3 tags of FILES='a.wav b.wav' from RUN=<run>
+	$(KIT) predict --run $(RUN) $(FILES)
+
+demo: venv ## every step, offline, on a generated demo competition, then a report
+	$(KIT) demo
+
+test: venv ## run the test suite
+	$(PY) -m pytest -q
+
+clean: ## remove generated features, runs, folds and submissions (not data/ or .venv)
+	rm -rf features/*/ runs folds submissions/*.csv submissions/*.json kernels/build
