@@ -8,6 +8,7 @@ never reshuffled.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -38,8 +39,10 @@ def stratified_folds(train: pd.DataFrame, k: int, seed: int) -> pd.Series:
         raise FoldError(f"{len(train)} train clips cannot make {k} folds")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = pd.Series(-1, index=train.index, dtype=int)
-    for fold, (_, held_out) in enumerate(splitter.split(train, strata)):
-        folds.iloc[held_out] = fold
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")  # handled above
+        for fold, (_, held_out) in enumerate(splitter.split(train, strata)):
+            folds.iloc[held_out] = fold
     return folds
 
 

@@ -1,0 +1,29 @@
+"""Shared fixtures: a tiny generated demo competition (Kaggle's layout) and an isolated workspace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_competition(tmp_path_factory) -> Path:
+    """A small demo competition rendered once per test session (read-only: copy before changing it)."""
+    from competition.demo import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("tiny") / "demo", n_train=84, n_test=24, seed=3)
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_competition, monkeypatch):
+    """An empty kit workspace whose data/demo is a copy of the tiny competition."""
+    from competition.workspace import Workspace
+
+    monkeypatch.setenv("KIT_HOME", str(tmp_path))
+    shutil.copytree(tiny_competition, tmp_path / "data" / "demo")
+    return Workspace(tmp_path)
