@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from competition.datasets import Dataset, DatasetError, get_dataset
+from competition.datasets import Dataset, DatasetError, check_counts, check_readable, get_dataset
 from competition.workspace import Workspace, atomic_write_text
 
 MARKER = ".verified.json"
@@ -21,6 +21,8 @@ MARKER = ".verified.json"
 
 def verify(dataset: Dataset, root: Path) -> dict:
     index = dataset.index(root)
+    check_counts(dataset, index, root)
+    check_readable([*index.train["path"], *index.test["path"]], root)
     summary = {"dataset": dataset.name, "train_clips": len(index.train), "test_clips": len(index.test),
                "labels": int(index.train["label"].nunique()), "verified_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_text(root / MARKER, json.dumps(summary, indent=1))
@@ -48,7 +50,7 @@ def obtain(workspace: Workspace, name: str, *, from_dir: Path | None = None) -> 
     dataset = get_dataset(name)
     dest = workspace.dataset_dir(name)
     if from_dir is not None:
-        link_local_copy(Path(from_dir), dest)
+        (dataset.local_copy or link_local_copy)(Path(from_dir), dest)
     elif is_verified(dest):
         return dest
     elif dataset.fetcher is None:

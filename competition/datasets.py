@@ -42,6 +42,10 @@ class Dataset:
     # Places the data can come from when no local copy is given: called with (dest_dir,).
     fetcher: Callable[[Path], None] | None = None
     ground_truth: str | None = None  # file (relative to the data dir) with scored test labels
+    # How a FROM=DIR copy becomes data/<name>/, called with (source, dest_dir); None: a symlink to it.
+    local_copy: Callable[[Path, Path], None] | None = None
+    # (train, test) clip counts of a complete copy, by where the copy comes from; None: not checked.
+    expected_counts: dict[str, tuple[int, int]] | None = None
 
     def index(self, root: Path) -> Index:
         root = Path(root)
@@ -86,6 +90,28 @@ def check_files(paths: pd.Series, source: Path) -> None:
         raise DatasetError(f"{source}: {len(missing)} listed audio file(s) missing, first: {missing.iloc[0]}")
 
 
+def check_counts(dataset: Dataset, index: Index, root: Path) -> None:
+    if not dataset.expected_counts:
+        return
+    found = (len(index.train), len(index.test))
+    if found not in dataset.expected_counts.values():
+        complete = " or ".join(f"{train:,} and {test:,} ({origin})"
+                               for origin, (train, test) in dataset.expected_counts.items())
+        raise DatasetError(f"{root}: lists {found[0]:,} train and {found[1]:,} test clips, but a complete "
+                           f"copy of {dataset.name} has {complete}; the copy is incomplete or not this dataset")
+
+
+def check_readable(paths: list[str], root: Path) -> None:
+    """Read every listed file's header, so a file that is not audio fails now, not mid-training."""
+    from competition.audio import AudioError, audio_info
+
+    for path in paths:
+        try:
+            audio_info(path)
+        except AudioError as error:
+            raise DatasetError(f"{root}: a listed audio file is unreadable: {error}") from None
+
+
 def index_kaggle_freesound_layout(root: Path, dataset: Dataset) -> Index:
     """Kaggle's layout: train.csv + audio_train/, sample_submission.csv + audio_test/."""
     train_csv = root / "train.csv"
@@ -110,8 +136,13 @@ def _fetch_demo(dest: Path) -> None:
 
 
 def _fetch_freesound(dest: Path) -> None:
-    from competition.data import download_freesound
+    from competition.kaggle_data import download_freesound
     download_freesound(dest)
+
+
+def _link_freesound_copy(source: Path, dest: Path) -> None:
+    from competition.kaggle_data import link_freesound_copy
+    link_freesound_copy(source, dest)
 
 
 def _demo_labels() -> tuple[str, ...]:
@@ -122,8 +153,10 @@ def _demo_labels() -> tuple[str, ...]:
 _REGISTRY: dict[str, Callable[[], Dataset]] = {
     "freesound-audio-tagging": lambda: Dataset(
         name="freesound-audio-tagging", labels=FREESOUND_LABELS, metric="map@3", fold_rule="stratified",
-        indexer=index_kaggle_freesound_layout, fetcher=_fetch_freesound,
+        indexer=index_kaggle_freesound_layout, fetcher=_fetch_freesound, local_copy=_link_freesound_copy,
         ground_truth="test_post_competition.csv",
+        # Zenodo published only the 1,600 scored test clips of Kaggle's 9,400.
+        expected_counts={"Kaggle's download": (9473, 9400), "Zenodo's FSDKaggle2018": (9473, 1600)},
         description="Kaggle Freesound General-Purpose Audio Tagging (FSDKaggle2018), 41 labels, MAP@3"),
     "demo": lambda: Dataset(
         name="demo", labels=_demo_labels(), metric="map@3", fold_rule="stratified",

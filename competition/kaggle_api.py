@@ -63,6 +63,13 @@ class ServerError(KaggleError):
     """HTTP 5xx: Kaggle failed, not the request."""
 
 
+def username() -> str:
+    """The Kaggle username the credentials belong to (what a kernel's id starts with)."""
+    with _translated_errors("account", "of these credentials", "checking your credentials"):
+        api = _authenticated_api()
+    return api.config_values[api.CONFIG_NAME_USER]
+
+
 def download_competition(competition: str, dest_dir: Path) -> Path:
     """Download the competition's archive to `dest_dir/<competition>.zip` and return its path.
 

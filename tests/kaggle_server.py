@@ -450,3 +450,23 @@ def credential_leaks(texts: list[str], root: Path | None = None) -> list[str]:
             content = path.read_bytes()
             leaks += [str(path) for s in CREDENTIAL_STRINGS if s.encode() in content][:1]
     return leaks
+
+
+@pytest.fixture
+def no_credential_leaks(tmp_path, capfd):
+    """Fails the test when a credential shows up in its output or in any file under tmp_path.
+
+    Tests read their output with `capfd` (not capsys); what they read is kept for the check too.
+    """
+    seen: list[str] = []
+    read = capfd.readouterr
+
+    def read_and_keep():
+        captured = read()
+        seen.extend(captured)
+        return captured
+
+    capfd.readouterr = read_and_keep
+    yield
+    read_and_keep()
+    assert credential_leaks(seen, tmp_path) == []

@@ -30,17 +30,14 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     credential_leaks,
     kaggle_env,
     kaggle_server,
+    no_credential_leaks,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 KERNEL_ID = f"{FAKE_USERNAME}/fat-fold-0"
 
 
-@pytest.fixture(autouse=True)
-def no_credential_leaks(tmp_path, capfd):
-    yield
-    out, err = capfd.readouterr()
-    assert credential_leaks([out, err], tmp_path) == []
+pytestmark = pytest.mark.usefixtures("no_credential_leaks")
 
 
 def error_texts(excinfo) -> list[str]:

@@ -1,0 +1,181 @@
+"""The Freesound competition's files: downloaded from Kaggle, or arranged from a copy the user has.
+
+Both end as Kaggle's layout under `data/freesound-audio-tagging/`, the one the registry indexes:
+
+    train.csv                  fname,label,manually_verified
+    sample_submission.csv      fname,label  (every test clip)
+    test_post_competition.csv  fname,label,usage  (the scored test labels, when the copy has them)
+    audio_train/, audio_test/  the WAVs
+
+Kaggle serves the competition as one zip holding the CSVs next to two more zips, `audio_train.zip`
+and `audio_test.zip`. `download_freesound` downloads it through `competition.kaggle_api` (an
+interrupted download resumes), unpacks everything into a partial folder that is renamed into place
+only once complete (an interrupted unpack starts over from the kept archive), then deletes the
+archive: zip checks every member's CRC while unpacking, so the folder holds exactly its bytes.
+
+`FROM=DIR` (`link_freesound_copy`) accepts Kaggle's archive, Kaggle's files unpacked (with the audio
+zips unpacked or not) or Zenodo's FSDKaggle2018 (`FSDKaggle2018.audio_train/`,
+`FSDKaggle2018.audio_test/`, `FSDKaggle2018.meta/`). It links the user's files rather than copying
+them; only audio still inside a zip is unpacked. Zenodo's test metadata lists only the 1,600
+scored test clips (the 7,800 unscored padding clips were not published), so a Zenodo copy has 1,600
+test clips where Kaggle's has 9,400. Verification (counts, headers, labels) is `data.verify`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from competition.datasets import DatasetError
+from competition.workspace import atomic_write_text, replace_dir
+
+COMPETITION = "freesound-audio-tagging"
+AUDIO_DIRS = ("audio_train", "audio_test")
+KAGGLE_CSVS = ("train.csv", "sample_submission.csv", "test_post_competition.csv")
+ZENODO_AUDIO_DIRS = {"audio_train": "FSDKaggle2018.audio_train", "audio_test": "FSDKaggle2018.audio_test"}
+ZENODO_TRAIN_META = Path("FSDKaggle2018.meta") / "train_post_competition.csv"
+ZENODO_TEST_META = Path("FSDKaggle2018.meta") / "test_post_competition_scoring_clips.csv"
+# Written into a folder arranged from a FROM copy: which copy, so that a rerun with it does nothing
+# and a folder the kit did not arrange (a download) is never replaced.
+COPY_RECORD = ".copied-from"
+
+
+def download_freesound(dest: Path) -> None:
+    """The registry's fetcher: download the competition through the Kaggle API, unpack it into `dest`."""
+    from competition import kaggle_api
+
+    dest = Path(dest)
+    if dest.is_symlink() or dest.exists():
+        raise DatasetError(
+            f"{dest} exists but was never verified (an earlier `make data` stopped at verification, "
+            "or the folder was made by hand); remove it and run `make data` again, or pass a copy "
+            "you have: make data FROM=DIR")
+    downloads = dest.parent / ".downloads"
+    archive = kaggle_api.download_competition(COMPETITION, downloads)
+    unpack_competition_archive(archive, dest)
+    archive.unlink()
+    if not any(downloads.iterdir()):
+        downloads.rmdir()
+
+
+def unpack_competition_archive(archive: Path, dest: Path, *, copied_from: Path | None = None) -> None:
+    """Unpack Kaggle's archive, the audio zips inside it included, into `dest` (all or nothing)."""
+    partial = _fresh_partial_dir(dest)
+    try:
+        with zipfile.ZipFile(archive) as outer:
+            for member in outer.infolist():
+                if member.is_dir():
+                    continue
+                unpacked = Path(outer.extract(member, partial))
+                if unpacked.suffix == ".zip":
+                    _unpack_audio_zip(unpacked, unpacked.parent)
+                    unpacked.unlink()
+    except zipfile.BadZipFile as error:
+        raise DatasetError(f"{archive}: not a readable zip archive ({error}); delete it and rerun") from None
+    _put_in_place(partial, dest, copied_from)
+
+
+def link_freesound_copy(source: Path, dest: Path) -> None:
+    """The registry's FROM=DIR step: make `dest` Kaggle's layout from the user's copy at `source`."""
+    source, dest = Path(source).resolve(), Path(dest)
+    if not source.exists():
+        raise DatasetError(f"{source}: FROM not found")
+    if dest.exists() and dest.resolve() == source:
+        return  # the copy already is data/<dataset>
+    if dest.is_symlink():
+        dest.unlink()  # a link to an earlier FROM copy: nothing of the user's is deleted
+    elif dest.exists():
+        record = dest / COPY_RECORD
+        if not record.is_file():
+            raise DatasetError(f"{dest} already exists and was not arranged from a FROM copy; remove it "
+                               f"to use {source}")
+        if record.read_text() == str(source):
+            return
+    if source.is_file():
+        if not zipfile.is_zipfile(source):
+            raise DatasetError(f"{source}: FROM is a file but not a zip archive (Kaggle's "
+                               f"{COMPETITION}.zip is the one file accepted)")
+        unpack_competition_archive(source, dest, copied_from=source)
+    elif (source / "train.csv").is_file():
+        _arrange_kaggle_layout(source, dest)
+    elif (source / ZENODO_TRAIN_META).is_file():
+        _arrange_zenodo_layout(source, dest)
+    else:
+        raise DatasetError(
+            f"{source}: neither Kaggle's {COMPETITION} files (train.csv, sample_submission.csv, "
+            f"audio_train/ or audio_train.zip, audio_test/ or audio_test.zip) nor Zenodo's "
+            f"FSDKaggle2018 ({ZENODO_TRAIN_META}, {ZENODO_TEST_META}, "
+            f"{', '.join(d + '/' for d in ZENODO_AUDIO_DIRS.values())})")
+
+
+def _arrange_kaggle_layout(source: Path, dest: Path) -> None:
+    partial = _fresh_partial_dir(dest)
+    for name in KAGGLE_CSVS:
+        if (source / name).is_file():
+            os.symlink(source / name, partial / name)
+    for name in AUDIO_DIRS:
+        if (source / name).is_dir():
+            os.symlink(source / name, partial / name, target_is_directory=True)
+        elif (source / f"{name}.zip").is_file():
+            _unpack_audio_zip(source / f"{name}.zip", partial)
+        else:
+            raise DatasetError(f"{source}: neither {name}/ nor {name}.zip found next to train.csv")
+    _put_in_place(partial, dest, source)
+
+
+def _arrange_zenodo_layout(source: Path, dest: Path) -> None:
+    from competition.demo import SAMPLE_SUBMISSION_LABELS
+
+    train = _read_meta(source / ZENODO_TRAIN_META, ["fname", "label", "manually_verified"])
+    scored_test = _read_meta(source / ZENODO_TEST_META, ["fname", "label", "usage"])
+    partial = _fresh_partial_dir(dest)
+    atomic_write_text(partial / "train.csv", train.to_csv(index=False))
+    atomic_write_text(partial / "test_post_competition.csv", scored_test.to_csv(index=False))
+    sample = pd.DataFrame({"fname": scored_test["fname"], "label": SAMPLE_SUBMISSION_LABELS})
+    atomic_write_text(partial / "sample_submission.csv", sample.to_csv(index=False))
+    for name, zenodo_name in ZENODO_AUDIO_DIRS.items():
+        if not (source / zenodo_name).is_dir():
+            raise DatasetError(f"{source}: {zenodo_name}/ not found next to {ZENODO_TRAIN_META.parent}/ "
+                               "(unzip Zenodo's archives into this folder)")
+        os.symlink(source / zenodo_name, partial / name, target_is_directory=True)
+    _put_in_place(partial, dest, source)
+
+
+def _read_meta(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}")
+    return table[columns]
+
+
+def _unpack_audio_zip(audio_zip: Path, dest: Path) -> None:
+    """`audio_train.zip` -> `dest/audio_train/`, whether its members sit in that folder or at its top."""
+    folder = audio_zip.stem
+    try:
+        with zipfile.ZipFile(audio_zip) as audio:
+            members = [m for m in audio.namelist() if not m.endswith("/")]
+            in_folder = all(PurePosixPath(m).parts[0] == folder for m in members)
+            audio.extractall(dest if in_folder else dest / folder)
+    except zipfile.BadZipFile as error:
+        raise DatasetError(f"{audio_zip}: not a readable zip archive ({error})") from None
+
+
+def _fresh_partial_dir(dest: Path) -> Path:
+    """An empty folder next to `dest`; whatever an interrupted earlier attempt left there is removed."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _put_in_place(partial: Path, dest: Path, copied_from: Path | None) -> None:
+    if copied_from is not None:
+        atomic_write_text(partial / COPY_RECORD, str(copied_from))
+    replace_dir(partial, dest)
