@@ -12,7 +12,7 @@ NAME ?= submission
 RUNS ?= $(foreach e,$(EXPERIMENTS),$(DATASET)-$(basename $(notdir $(e))))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data features train ensemble validate score predict demo test clean
+.PHONY: help venv data features train ensemble validate score predict demo bench test clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ predict: venv ## top-3 tags of FILES='a.wav b.wav' from RUN=<run>
 
 demo: venv ## every step, offline, on a generated demo competition, then a report
 	$(KIT) demo
+
+bench: venv ## speed of features (seed, Zafar, librosa, kit on all cores), then of training
+	$(KIT) bench
 
 test: venv ## run the test suite
 	$(PY) -m pytest -q

@@ -109,6 +109,19 @@ def cmd_demo(args, workspace: Workspace) -> None:
              folds=args.folds)
 
 
+def cmd_bench(args, workspace: Workspace) -> None:
+    """Features part, then the training part when competition/bench_training.py is there."""
+    import importlib.util
+
+    from competition.bench_features import run_bench
+
+    run_bench(clips=args.clips, workers=args.workers)
+    if importlib.util.find_spec("competition.bench_training") is not None:
+        from competition.bench_training import run_training_bench
+
+        run_training_bench()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from competition.datasets import dataset_names
 
@@ -153,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--epochs", type=int)
     sub.add_argument("--folds", type=int)
+    sub = step("bench", cmd_bench, "speed of feature extraction (seed, Zafar, librosa, kit), then of training",
+               dataset=False)
+    sub.add_argument("--clips", type=int, help="use only this many clips (default: all 400 ESC-10 clips)")
+    sub.add_argument("--workers", type=int, help="processes for the kit's features (default: all cores)")
     return parser
 
 

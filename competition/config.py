@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 # Bump when feature code changes its output for the same parameters, so old caches are not reused.
-FEATURE_CODE_VERSION = 1
+FEATURE_CODE_VERSION = 2
 
 
 def config_hash(params: dict) -> str:

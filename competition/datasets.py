@@ -3,12 +3,15 @@
 An entry says how to obtain the data, how to index it into one table, its label vocabulary, its
 metric and its fold rule. Every later step works on the index tables:
 
-    train: fname, path, label, manually_verified, fold   (fold is -1 where folds are made by us)
+    train: fname, path, label, manually_verified, fold   (fold: -1 where folds are made by us, else
+                                                          the dataset's own numbers, 1..10 or 1..5)
     test:  fname, path                                   (empty when the dataset has no test split)
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +22,29 @@ from competition.labels import FREESOUND_LABELS
 
 TRAIN_COLUMNS = ["fname", "path", "label", "manually_verified", "fold"]
 TEST_COLUMNS = ["fname", "path"]
+
+# UrbanSound8K's 10 classes in classID order (its CSV's `classID` is the position here).
+URBANSOUND8K_LABELS = (
+    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling",
+    "gun_shot", "jackhammer", "siren", "street_music",
+)
+# ESC-50's 50 categories in `target` order: five groups of ten (animals, natural soundscapes, human
+# non-speech, interior/domestic, exterior/urban).
+ESC50_LABELS = (
+    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",
+    "rain", "sea_waves", "crackling_fire", "crickets", "chirping_birds", "water_drops", "wind",
+    "pouring_water", "toilet_flush", "thunderstorm",
+    "crying_baby", "sneezing", "clapping", "breathing", "coughing", "footsteps", "laughing",
+    "brushing_teeth", "snoring", "drinking_sipping",
+    "door_wood_knock", "mouse_click", "keyboard_typing", "door_wood_creaks", "can_opening",
+    "washing_machine", "vacuum_cleaner", "clock_alarm", "clock_tick", "glass_breaking",
+    "helicopter", "chainsaw", "siren", "car_horn", "engine", "train", "church_bells", "airplane",
+    "fireworks", "hand_saw",
+)
+# ESC-10: the ESC-50 rows marked `esc10`, ten of its categories (kept in ESC-50's order).
+ESC10_LABELS = ("dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying_baby", "sneezing",
+                "clock_tick", "helicopter", "chainsaw")
+
 
 
 class DatasetError(ValueError):
@@ -78,8 +104,8 @@ def check_unique(table: pd.DataFrame, column: str, source: Path) -> None:
 def check_labels(table: pd.DataFrame, labels: tuple[str, ...], source: Path) -> None:
     unknown = ~table["label"].isin(labels)
     if unknown.any():
-        row = int(unknown.to_numpy().argmax())
-        raise DatasetError(f"{source}: label {table['label'].iloc[row]!r} at line {row + 2} "
+        row = unknown.idxmax()  # the CSV's own row number, also in a filtered table
+        raise DatasetError(f"{source}: label {table['label'].loc[row]!r} at line {row + 2} "
                            f"is not in the vocabulary ({len(labels)} labels)")
 
 
@@ -130,6 +156,99 @@ def index_kaggle_freesound_layout(root: Path, dataset: Dataset) -> Index:
     return Index(train[TRAIN_COLUMNS].reset_index(drop=True), test[TEST_COLUMNS].reset_index(drop=True))
 
 
+def _locate(root: Path, csv_relative: str, archive_folder: str) -> Path:
+    """The dataset's own top folder: `root` itself, or `root/<archive_folder>` when the copy keeps
+    the folder its archive unpacks to (UrbanSound8K/, ESC-50-master/)."""
+    for base in (root, root / archive_folder):
+        if (base / csv_relative).is_file():
+            return base
+    raise DatasetError(f"{root}: neither {csv_relative} nor {archive_folder}/{csv_relative} found; "
+                       f"point FROM at the folder that holds {csv_relative} or {archive_folder}/")
+
+
+def check_class_ids(table: pd.DataFrame, id_column: str, labels: tuple[str, ...], source: Path) -> None:
+    """The CSV's numeric class column must agree with its name column (a shifted or edited CSV)."""
+    expected = table["label"].map({label: str(i) for i, label in enumerate(labels)})
+    wrong = table[id_column] != expected
+    if wrong.any():
+        row = wrong.idxmax()
+        raise DatasetError(f"{source}: {id_column} {table[id_column].loc[row]!r} at line {row + 2} does not "
+                           f"match label {table['label'].loc[row]!r} (expected {expected.loc[row]})")
+
+
+def predefined_folds(table: pd.DataFrame, n_folds: int, source: Path) -> pd.Series:
+    """The dataset's own fold numbers (1..n_folds), kept as they are."""
+    valid = table["fold"].isin([str(k) for k in range(1, n_folds + 1)])
+    if not valid.all():
+        row = (~valid).idxmax()
+        raise DatasetError(f"{source}: fold {table['fold'].loc[row]!r} at line {row + 2} is not one of "
+                           f"1..{n_folds}")
+    return table["fold"].astype(int)
+
+
+def _table_without_test(train: pd.DataFrame) -> Index:
+    return Index(train[TRAIN_COLUMNS].reset_index(drop=True), pd.DataFrame(columns=TEST_COLUMNS))
+
+
+def index_urbansound8k_layout(root: Path, dataset: Dataset) -> Index:
+    """UrbanSound8K's own layout: metadata/UrbanSound8K.csv + audio/fold1..fold10/<slice_file_name>.
+
+    Folds whose audio/foldN folder is absent are left out, with a note naming them, so a copy
+    of some folds works; in a fold that is present every listed file must be there."""
+    base = _locate(root, "metadata/UrbanSound8K.csv", "UrbanSound8K")
+    csv_path = base / "metadata" / "UrbanSound8K.csv"
+    table = _read_csv(csv_path, ["slice_file_name", "fold", "classID", "class"])
+    table = table.rename(columns={"slice_file_name": "fname", "class": "label"})
+    check_unique(table, "fname", csv_path)
+    check_labels(table, dataset.labels, csv_path)
+    check_class_ids(table, "classID", dataset.labels, csv_path)
+    table["fold"] = predefined_folds(table, 10, csv_path)
+    folds = sorted(table["fold"].unique())
+    present = [k for k in folds if (base / "audio" / f"fold{k}").is_dir()]
+    absent = [k for k in folds if k not in present]
+    if not present:
+        raise DatasetError(f"{base / 'audio'}: no fold1..fold10 folder found; UrbanSound8K's audio is "
+                           f"missing")
+    if absent:
+        print(f"{dataset.name}: audio of fold(s) {', '.join(map(str, absent))} absent (no "
+              f"{base / 'audio'}/fold<N>/); using fold(s) {', '.join(map(str, present))}", file=sys.stderr)
+        table = table[table["fold"].isin(present)]
+    table["path"] = [str(base / "audio" / f"fold{k}" / f) for k, f in zip(table["fold"], table["fname"])]
+    check_files(table["path"], csv_path)
+    table["manually_verified"] = 1
+    return _table_without_test(table)
+
+
+def index_esc50_layout(root: Path, dataset: Dataset, *, esc10_only: bool = False) -> Index:
+    """ESC-50's layout: meta/esc50.csv + audio/<filename>; with esc10_only, the rows marked esc10."""
+    base = _locate(root, "meta/esc50.csv", "ESC-50-master")
+    csv_path = base / "meta" / "esc50.csv"
+    table = _read_csv(csv_path, ["filename", "fold", "target", "category", "esc10"])
+    table = table.rename(columns={"filename": "fname", "category": "label"})
+    if esc10_only:
+        table = table[table["esc10"].str.lower() == "true"]
+        if table.empty:
+            raise DatasetError(f"{csv_path}: no row has esc10 True")
+    check_unique(table, "fname", csv_path)
+    check_labels(table, dataset.labels, csv_path)
+    check_class_ids(table, "target", ESC50_LABELS, csv_path)  # ESC-10 rows keep ESC-50's ids
+    table["fold"] = predefined_folds(table, 5, csv_path)
+    table["path"] = [str(base / "audio" / f) for f in table["fname"]]
+    check_files(table["path"], csv_path)
+    table["manually_verified"] = 1
+    return _table_without_test(table)
+
+
+def _fetch_urbansound8k(dest: Path) -> None:
+    from competition.data import download_urbansound8k
+    download_urbansound8k(dest)
+
+
+def _fetch_esc50(dest: Path) -> None:
+    from competition.data import download_esc50
+    download_esc50(dest)
+
+
 def _fetch_demo(dest: Path) -> None:
     from competition.demo import generate_demo
     generate_demo(dest)
@@ -163,6 +282,18 @@ _REGISTRY: dict[str, Callable[[], Dataset]] = {
         indexer=index_kaggle_freesound_layout, fetcher=_fetch_demo,
         ground_truth="test_post_competition.csv",
         description="offline demo competition rendered from General MIDI samples, Kaggle's layout"),
+    "urbansound8k": lambda: Dataset(
+        name="urbansound8k", labels=URBANSOUND8K_LABELS, metric="accuracy", fold_rule="predefined",
+        indexer=index_urbansound8k_layout, fetcher=_fetch_urbansound8k,
+        description="UrbanSound8K, 8,732 urban sound slices, 10 classes, 10 predefined folds, accuracy"),
+    "esc50": lambda: Dataset(
+        name="esc50", labels=ESC50_LABELS, metric="accuracy", fold_rule="predefined",
+        indexer=index_esc50_layout, fetcher=_fetch_esc50,
+        description="ESC-50, 2,000 environmental sound clips of 5 s, 50 classes, 5 predefined folds, accuracy"),
+    "esc10": lambda: Dataset(
+        name="esc10", labels=ESC10_LABELS, metric="accuracy", fold_rule="predefined",
+        indexer=functools.partial(index_esc50_layout, esc10_only=True), fetcher=_fetch_esc50,
+        description="ESC-10, the 400 ESC-50 clips marked esc10, 10 classes, 5 predefined folds, accuracy"),
 }
 
 

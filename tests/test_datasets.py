@@ -1,0 +1,342 @@
+"""The dataset registry: every entry indexes its official layout, rejects bad CSVs with a clear
+message, and `make data` links a local copy or downloads (offline: fails fast, saying FROM=DIR)."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import socket
+import stat
+import tarfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from competition import data
+from competition.datasets import (ESC10_LABELS, ESC50_LABELS, TEST_COLUMNS, TRAIN_COLUMNS, URBANSOUND8K_LABELS,
+                                  DatasetError, dataset_names, get_dataset)
+from competition.labels import FREESOUND_LABELS
+from competition.workspace import Workspace
+
+RATE = 8000
+
+
+def write_clip(path: Path, seconds: float = 0.1, pitch: float = 440.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * RATE)) / RATE
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * pitch * t)).astype(np.float32), RATE, subtype="PCM_16")
+
+
+def make_urbansound8k(root: Path, *, folds_with_audio=range(1, 11), per_fold: int = 2) -> Path:
+    """UrbanSound8K's layout under root/UrbanSound8K: all 10 folds in the CSV, audio for some."""
+    base = root / "UrbanSound8K"
+    rows = []
+    for fold in range(1, 11):
+        for i in range(per_fold):
+            class_id = (fold + i) % 10
+            name = f"{1000 * fold + i}-{class_id}-0-{i}.wav"
+            rows.append({"slice_file_name": name, "fsID": 1000 * fold + i, "start": 0.0, "end": 0.1,
+                         "salience": 1, "fold": fold, "classID": class_id, "class": URBANSOUND8K_LABELS[class_id]})
+            if fold in folds_with_audio:
+                write_clip(base / "audio" / f"fold{fold}" / name, pitch=200 + 50 * class_id)
+    (base / "metadata").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(base / "metadata" / "UrbanSound8K.csv", index=False)
+    return root
+
+
+def make_esc50(root: Path, *, per_fold: int = 3) -> Path:
+    """ESC-50's layout (meta/esc50.csv + audio/): per fold, some ESC-10 rows and some others."""
+    rows = []
+    for fold in range(1, 6):
+        for i in range(per_fold):
+            target = (7 * fold + 3 * i) % 50
+            name = f"{fold}-{100 + i}-A-{target}.wav"
+            rows.append({"filename": name, "fold": fold, "target": target, "category": ESC50_LABELS[target],
+                         "esc10": ESC50_LABELS[target] in ESC10_LABELS, "src_file": 100 + i, "take": "A"})
+            write_clip(root / "audio" / name, pitch=100 + 20 * target)
+        label = ESC10_LABELS[fold]  # at least one ESC-10 row per fold
+        name = f"{fold}-200-A-{ESC50_LABELS.index(label)}.wav"
+        rows.append({"filename": name, "fold": fold, "target": ESC50_LABELS.index(label), "category": label,
+                     "esc10": True, "src_file": 200, "take": "A"})
+        write_clip(root / "audio" / name)
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
+    return root
+
+
+def make_kaggle_layout(root: Path, labels: tuple[str, ...]) -> Path:
+    rows = [{"fname": f"{i:08x}.wav", "label": labels[i % len(labels)], "manually_verified": i % 2}
+            for i in range(6)]
+    for row in rows:
+        write_clip(root / "audio_train" / row["fname"])
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+    test = [{"fname": f"{100 + i:08x}.wav", "label": " ".join(labels[:3])} for i in range(3)]
+    for row in test:
+        write_clip(root / "audio_test" / row["fname"])
+    pd.DataFrame(test).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def _demo_labels():
+    from competition.demo import DEMO_LABELS
+    return DEMO_LABELS
+
+
+# Per entry: how to write a small copy, and its train CSV with the columns that hold fname and label.
+LAYOUTS = {
+    "freesound-audio-tagging": (lambda root: make_kaggle_layout(root, FREESOUND_LABELS), "train.csv",
+                                "fname", "label"),
+    "demo": (lambda root: make_kaggle_layout(root, _demo_labels()), "train.csv", "fname", "label"),
+    "urbansound8k": (make_urbansound8k, "UrbanSound8K/metadata/UrbanSound8K.csv", "slice_file_name", "class"),
+    "esc50": (make_esc50, "meta/esc50.csv", "filename", "category"),
+    "esc10": (make_esc50, "meta/esc50.csv", "filename", "category"),
+}
+
+
+def test_every_registry_entry_has_a_layout_test():
+    assert set(dataset_names()) == set(LAYOUTS)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_entry_indexes_its_layout_into_the_common_table(name, tmp_path):
+    make, *_ = LAYOUTS[name]
+    dataset = get_dataset(name)
+    index = dataset.index(make(tmp_path / name))
+    assert list(index.train.columns) == TRAIN_COLUMNS and list(index.test.columns) == TEST_COLUMNS
+    assert len(index.train) > 0 and index.train["fname"].is_unique
+    assert index.train["label"].isin(dataset.labels).all()
+    assert all(Path(p).is_file() for p in index.train["path"])
+    assert len(set(dataset.labels)) == len(dataset.labels)
+    assert dataset.metric in ("map@3", "accuracy") and dataset.fold_rule in ("stratified", "predefined")
+
+
+def test_urbansound8k_keeps_its_folds_and_skips_the_absent_ones(tmp_path, capsys):
+    root = make_urbansound8k(tmp_path, folds_with_audio=(1, 2, 5))
+    dataset = get_dataset("urbansound8k")
+    index = dataset.index(root)
+    assert dataset.metric == "accuracy" and dataset.fold_rule == "predefined"
+    assert sorted(index.train["fold"].unique()) == [1, 2, 5]  # the dataset's own numbers, not 0..k-1
+    assert len(index.train) == 6 and index.test.empty
+    assert "fold(s) 3, 4, 6, 7, 8, 9, 10 absent" in capsys.readouterr().err
+    row = index.train.iloc[0]
+    assert Path(row["path"]) == root / "UrbanSound8K" / "audio" / f"fold{row['fold']}" / row["fname"]
+    assert row["label"] == URBANSOUND8K_LABELS[int(row["fname"].split("-")[1])]
+
+
+def test_urbansound8k_accepts_its_own_folder_or_the_one_holding_it(tmp_path):
+    root = make_urbansound8k(tmp_path, folds_with_audio=(1,))
+    dataset = get_dataset("urbansound8k")
+    outer, inner = dataset.index(root).train, dataset.index(root / "UrbanSound8K").train
+    pd.testing.assert_frame_equal(outer, inner)
+
+
+def test_urbansound8k_without_any_fold_audio_is_an_error(tmp_path):
+    root = make_urbansound8k(tmp_path, folds_with_audio=())
+    with pytest.raises(DatasetError, match="no fold1..fold10 folder"):
+        get_dataset("urbansound8k").index(root)
+
+
+def test_a_folder_without_the_metadata_names_what_it_looked_for(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="meta/esc50.csv nor ESC-50-master/meta/esc50.csv"):
+        get_dataset("esc50").index(tmp_path / "empty")
+
+
+def test_esc50_and_esc10(tmp_path):
+    root = make_esc50(tmp_path / "ESC-50-master")
+    table = pd.read_csv(root / "meta" / "esc50.csv")
+    esc50, esc10 = get_dataset("esc50").index(tmp_path).train, get_dataset("esc10").index(root).train
+    assert len(esc50) == len(table) and len(esc10) == int(table["esc10"].sum()) < len(table)
+    assert set(esc10["label"]) <= set(ESC10_LABELS) and set(esc10["fname"]) < set(esc50["fname"])
+    assert sorted(esc50["fold"].unique()) == [1, 2, 3, 4, 5] and sorted(esc10["fold"].unique()) == [1, 2, 3, 4, 5]
+    assert get_dataset("esc10").labels == ESC10_LABELS and get_dataset("esc50").labels == ESC50_LABELS
+    assert list(ESC10_LABELS) == [label for label in ESC50_LABELS if label in ESC10_LABELS]
+
+
+# ---------------------------------------------------------------- bad CSVs, every entry
+
+def _edit_csv(csv_path: Path, edit) -> None:
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    edit(table)
+    table.to_csv(csv_path, index=False)
+
+
+def _first_row(name: str, table: pd.DataFrame) -> int:
+    """The row the edits change: for esc10 one that is an ESC-10 row (others are filtered out)."""
+    if name == "esc10":
+        return int(table.index[table["esc10"] == "True"][0])
+    return 0
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_missing_audio_file_listed_in_the_csv(name, tmp_path):
+    make, csv_name, fname_column, _ = LAYOUTS[name]
+    root = make(tmp_path / name)
+    table = pd.read_csv(root / csv_name, dtype=str)
+    missing = next(root.rglob(table[fname_column].iloc[_first_row(name, table)]))
+    missing.unlink()
+    with pytest.raises(DatasetError, match=rf"{csv_name}: 1 listed audio file\(s\) missing, first: .*{missing.name}"):
+        get_dataset(name).index(root)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_label_not_in_the_vocabulary(name, tmp_path):
+    make, csv_name, _, label_column = LAYOUTS[name]
+    root = make(tmp_path / name)
+    row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
+    _edit_csv(root / csv_name, lambda table: table.__setitem__(label_column, table[label_column].where(
+        table.index != row, "Theremin")))
+    with pytest.raises(DatasetError, match=rf"{csv_name}: label 'Theremin' at line {row + 2} is not in the vocabulary"):
+        get_dataset(name).index(root)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_duplicate_fname(name, tmp_path):
+    make, csv_name, fname_column, _ = LAYOUTS[name]
+    root = make(tmp_path / name)
+
+    def duplicate_first_row(table):
+        row = table.loc[[_first_row(name, table)]]
+        table.loc[len(table)] = row.iloc[0]
+
+    _edit_csv(root / csv_name, duplicate_first_row)
+    with pytest.raises(DatasetError, match=rf"{csv_name}: duplicate fname '.+' at line \d+"):
+        get_dataset(name).index(root)
+
+
+@pytest.mark.parametrize("name,id_column", [("urbansound8k", "classID"), ("esc50", "target"), ("esc10", "target")])
+def test_class_id_that_contradicts_the_class_name(name, id_column, tmp_path):
+    make, csv_name, _, _ = LAYOUTS[name]
+    root = make(tmp_path / name)
+    row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
+    _edit_csv(root / csv_name, lambda table: table.__setitem__(id_column, table[id_column].where(
+        table.index != row, "9" if table[id_column].iloc[row] != "9" else "8")))
+    with pytest.raises(DatasetError, match=rf"{id_column} '\d' at line {row + 2} does not match label"):
+        get_dataset(name).index(root)
+
+
+@pytest.mark.parametrize("name,bad_fold", [("urbansound8k", "11"), ("esc50", "0"), ("esc10", "x")])
+def test_fold_outside_the_dataset_folds(name, bad_fold, tmp_path):
+    make, csv_name, _, _ = LAYOUTS[name]
+    root = make(tmp_path / name)
+    row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
+    _edit_csv(root / csv_name, lambda table: table.__setitem__("fold", table["fold"].where(table.index != row,
+                                                                                             bad_fold)))
+    with pytest.raises(DatasetError, match=rf"fold '{bad_fold}' at line {row + 2} is not one of 1\.\.(10|5)"):
+        get_dataset(name).index(root)
+
+
+# ---------------------------------------------------------------- make data
+
+def test_make_data_links_a_read_only_copy_and_verifies_it(tmp_path, capsys):
+    copy = make_urbansound8k(tmp_path / "downloads", folds_with_audio=(1, 2))
+    for path in [copy, *copy.rglob("*")]:
+        if path.is_dir():
+            path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    workspace = Workspace(tmp_path / "kit")
+    try:
+        dest = data.obtain(workspace, "urbansound8k", from_dir=copy)
+        assert dest.is_symlink() and dest.resolve() == copy.resolve()
+        assert data.is_verified(dest) and not list(copy.rglob("*.json"))  # marker beside, not inside
+        assert "urbansound8k: 4 train clips, 0 test clips" in capsys.readouterr().out
+        assert data.obtain(workspace, "urbansound8k") == dest  # verified: nothing to do
+    finally:
+        for path in [copy, *copy.rglob("*")]:
+            if path.is_dir():
+                path.chmod(stat.S_IRWXU)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("name,url_attribute", [("esc50", "ESC50_URL"), ("esc10", "ESC50_URL"),
+                                                ("urbansound8k", "URBANSOUND8K_URL")])
+def test_offline_download_fails_fast_naming_the_local_copy_option(name, url_attribute, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, url_attribute, f"http://127.0.0.1:{_closed_port()}/archive.zip")
+    started = time.monotonic()
+    with pytest.raises(DatasetError, match=rf"cannot download .*; .*make data DATASET={name} FROM=DIR"):
+        data.obtain(Workspace(tmp_path), name)
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "data" / name).exists()
+
+
+def test_unresolvable_host_fails_with_the_same_advice(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "ESC50_URL", "https://no-such-host.invalid/master.zip")
+    with pytest.raises(DatasetError, match=r"(cannot resolve|no answer for) no-such-host.invalid.*make data DATASET=esc50 FROM=DIR"):
+        data.obtain(Workspace(tmp_path), "esc50")
+
+
+class _Archives(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 (the handler's API)
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def archive_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Archives)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Archives.files
+    server.shutdown()
+
+
+def test_download_esc50_from_its_archive(tmp_path, monkeypatch, archive_server):
+    url, files = archive_server
+    source = make_esc50(tmp_path / "src" / "ESC-50-master")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in source.rglob("*"):
+            archive.write(path, path.relative_to(source.parent))
+    files["/master.zip"] = buffer.getvalue()
+    monkeypatch.setattr(data, "ESC50_URL", f"{url}/master.zip")
+    dest = data.obtain(Workspace(tmp_path / "kit"), "esc10")
+    assert (dest / "meta" / "esc50.csv").is_file() and data.is_verified(dest)
+    assert sorted(os.listdir(dest.parent)) == [".esc10.verified.json", "esc10"]  # download folder removed
+
+
+def test_download_urbansound8k_from_its_archive(tmp_path, monkeypatch, archive_server):
+    url, files = archive_server
+    source = make_urbansound8k(tmp_path / "src", folds_with_audio=(1,))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(source / "UrbanSound8K", "UrbanSound8K")
+    files["/UrbanSound8K.tar.gz"] = buffer.getvalue()
+    monkeypatch.setattr(data, "URBANSOUND8K_URL", f"{url}/UrbanSound8K.tar.gz")
+    dest = data.obtain(Workspace(tmp_path / "kit"), "urbansound8k")
+    assert (dest / "metadata" / "UrbanSound8K.csv").is_file() and data.is_verified(dest)
+    assert len(get_dataset("urbansound8k").index(dest).train) == 2
+
+
+def test_missing_archive_on_the_server_is_a_clear_error(tmp_path, monkeypatch, archive_server):
+    url, _ = archive_server
+    monkeypatch.setattr(data, "ESC50_URL", f"{url}/gone.zip")
+    with pytest.raises(DatasetError, match=r"cannot download .*gone.zip \(Not Found\)"):
+        data.obtain(Workspace(tmp_path), "esc50")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name,folder,clips", [("esc10", "esc10", 400)])
+def test_shared_esc10_copy_indexes(name, folder, clips):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / folder
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is absent (real data lives beside the checkout, not in it)")
+    index = get_dataset(name).index(shared)
+    assert len(index.train) == clips and sorted(index.train["fold"].unique()) == [1, 2, 3, 4, 5]

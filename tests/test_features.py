@@ -1,0 +1,348 @@
+"""The feature cache: librosa's numbers faster, bad test clips kept as blank rows, incremental,
+parallel with one thread per worker, crash-safe (kill -9 and rerun), flat memory, fast warm rerun."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from competition import features
+from competition.config import FeatureConfig, load_experiment
+from competition.datasets import ESC50_LABELS, get_dataset
+from competition.features import FeatureError, blank_features, build_features, compute_features, pack_split
+from competition.workspace import Workspace
+
+KIT_ROOT = Path(__file__).resolve().parents[1]
+RECIPE = """
+name = "tiny"
+[features]
+kind = "{kind}"
+sample_rate = 22050
+n_fft = 1024
+hop_length = 512
+n_mels = 32
+n_mfcc = 20
+"""
+
+
+def tone(seconds: float, rate: int, pitch: float, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(seed).standard_normal(len(t))
+    return (0.3 * np.sin(2 * np.pi * pitch * t * (1 + 0.1 * t)) + 0.02 * noise).astype(np.float32)
+
+
+def write_clip(path: Path, seconds: float, pitch: float, rate: int = 16000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, tone(seconds, rate, pitch, seed=int(pitch)), rate, subtype="PCM_16")
+
+
+def make_competition(root: Path, n_train: int, n_test: int, *, seconds: float = 0.5, rate: int = 16000,
+                     broken_test: bool = True) -> Path:
+    """Kaggle's layout (the demo entry's), with an unreadable and an empty test clip when broken_test."""
+    from competition.demo import DEMO_LABELS
+
+    train = pd.DataFrame({"fname": [f"{i:08x}.wav" for i in range(n_train)],
+                          "label": [DEMO_LABELS[i % len(DEMO_LABELS)] for i in range(n_train)],
+                          "manually_verified": 1})
+    for i, fname in enumerate(train["fname"]):
+        write_clip(root / "audio_train" / fname, seconds * (1 + i % 3), 200 + 10 * i, rate)
+    test = [f"{0x1000 + i:08x}.wav" for i in range(n_test)]
+    for i, fname in enumerate(test):
+        write_clip(root / "audio_test" / fname, seconds, 300 + 10 * i, rate)
+    if broken_test:
+        test += ["not-audio.wav", "empty.wav"]
+        (root / "audio_test" / "not-audio.wav").write_text("this is not a WAV file\n")
+        (root / "audio_test" / "empty.wav").write_bytes(b"")
+    train.to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"fname": test, "label": "Bark Meow Oboe"}).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def experiment_file(directory: Path, kind: str = "logmel") -> Path:
+    path = directory / f"tiny-{kind}.toml"
+    path.write_text(RECIPE.format(kind=kind))
+    return path
+
+
+def tiny_config(kind: str = "logmel") -> FeatureConfig:
+    return FeatureConfig(kind=kind, n_mels=32, n_mfcc=20)
+
+
+def workspace_with(home: Path, competition: Path, name: str = "demo") -> Workspace:
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    (home / "data" / name).symlink_to(competition)
+    return Workspace(home)
+
+
+def build(workspace: Workspace, config: FeatureConfig, **options):
+    index = get_dataset("demo").index(workspace.dataset_dir("demo"))
+    return build_features(workspace, "demo", {"train": index.train, "test": index.test}, config, **options)
+
+
+def cache_files(workspace: Workspace, config: FeatureConfig, dataset: str = "demo") -> dict[str, bytes]:
+    """Every file of a cache and its bytes; of a failure note only that it exists (its text names the
+    source through this workspace's data/ folder)."""
+    root = features.cache_dir(workspace, dataset, config)
+    return {str(p.relative_to(root)): b"" if p.suffix == ".failed" else p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def competition(tmp_path_factory) -> Path:
+    return make_competition(tmp_path_factory.mktemp("features") / "demo", n_train=12, n_test=4)
+
+
+# ---------------------------------------------------------------- numbers
+
+@pytest.mark.parametrize("seconds", [0.0, 0.004, 1024 / 22050, 0.3, 5.0])
+@pytest.mark.parametrize("kind", ["logmel", "mfcc"])
+def test_log_mel_and_mfcc_match_librosa(kind, seconds):
+    import librosa
+
+    config = FeatureConfig(kind=kind)
+    signal_ = tone(seconds, config.sample_rate, 440.0)
+    signal_[len(signal_) // 3: len(signal_) // 2] = 0  # a silent stretch: the -100 dB floor
+    kit = compute_features(signal_, config)
+    padded = np.pad(signal_, (0, max(0, config.n_fft - len(signal_))))  # the kit's handling of short clips
+    mel = librosa.feature.melspectrogram(y=padded, sr=config.sample_rate, n_fft=config.n_fft,
+                                         hop_length=config.hop_length, n_mels=config.n_mels, fmin=config.fmin,
+                                         fmax=config.sample_rate / 2, power=2.0)
+    reference = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    if kind == "mfcc":
+        reference = librosa.feature.mfcc(S=reference, n_mfcc=config.n_mfcc)
+    assert kit.dtype == np.float32 and kit.shape == reference.T.shape
+    np.testing.assert_allclose(kit, reference.T, atol=2e-3)  # dB; float16 storage rounds by 0.03 at -60 dB
+
+
+@pytest.mark.parametrize("rate,n_fft,n_mels,fmin,fmax", [(22050, 1024, 64, 20.0, 11025.0),
+                                                         (44100, 2048, 128, 0.0, 22050.0),
+                                                         (16000, 512, 40, 300.0, 7000.0)])
+def test_mel_filterbank_is_librosas(rate, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    np.testing.assert_allclose(features.mel_filterbank(rate, n_fft, n_mels, fmin, fmax),
+                               librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax),
+                               atol=1e-7)
+
+
+def test_features_of_a_file_resample_to_the_configured_rate(tmp_path):
+    config = FeatureConfig()
+    for rate in (8000, 44100, 96000):
+        write_clip(tmp_path / f"{rate}.wav", 1.0, 440.0, rate)
+        assert features.features_of_file(tmp_path / f"{rate}.wav", config).shape == (1 + 22050 // 512, 64)
+
+
+# ---------------------------------------------------------------- bad clips
+
+def test_undecodable_test_clips_get_a_blank_row_and_a_warning(tmp_path, competition, capsys):
+    workspace = workspace_with(tmp_path, competition)
+    config = tiny_config()
+    stores = build(workspace, config, workers=2)
+    test = stores["test"]
+    assert test.fnames[-2:] == ["not-audio.wav", "empty.wav"]
+    assert test.index["failed"].tolist() == [0, 0, 0, 0, 1, 1]
+    for row in (4, 5):
+        np.testing.assert_array_equal(test.clip(row), blank_features(config).astype(np.float16))
+    err = capsys.readouterr().err
+    assert "warning: 2 test clip(s) could not be decoded; they get a blank input" in err
+    assert "not-audio.wav: not a readable audio file" in err and "empty.wav: empty file (0 bytes)" in err
+    build(workspace, config)  # a warm rerun computes nothing, and still warns
+    assert "warning: 2 test clip(s)" in capsys.readouterr().err
+
+
+def test_undecodable_train_clip_is_an_error_naming_it(tmp_path):
+    competition = make_competition(tmp_path / "demo", n_train=3, n_test=1, broken_test=False)
+    (competition / "audio_train" / "00000001.wav").write_bytes(b"RIFF\x00\x00")
+    workspace = workspace_with(tmp_path / "kit", competition)
+    with pytest.raises(FeatureError, match=r"1 train clip\(s\) could not be decoded.*\n.*00000001.wav: "):
+        build(workspace, tiny_config(), workers=1)
+
+
+# ---------------------------------------------------------------- incremental, parallel
+
+def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
+    competition = make_competition(tmp_path / "demo", n_train=8, n_test=2)
+    workspace = workspace_with(tmp_path / "kit", competition)
+    config = tiny_config("mfcc")
+    computed = []
+    original = features.features_of_file
+    monkeypatch.setattr(features, "features_of_file", lambda path, cfg: computed.append(Path(path).name)
+                        or original(path, cfg))
+    build(workspace, config, workers=1)
+    assert len(computed) == 12  # every clip once, the 2 undecodable test clips included
+    computed.clear()
+    build(workspace, config, workers=1)
+    assert computed == []
+    # Change one clip, add one, drop one.
+    time.sleep(0.01)
+    write_clip(competition / "audio_train" / "00000002.wav", 0.5, 999.0)
+    train = pd.read_csv(competition / "train.csv")
+    write_clip(competition / "audio_train" / "new.wav", 0.7, 555.0)
+    train.loc[len(train)] = ["new.wav", train["label"].iloc[0], 1]
+    train[train["fname"] != "00000005.wav"].to_csv(competition / "train.csv", index=False)
+    build(workspace, config, workers=1)
+    assert sorted(computed) == ["00000002.wav", "new.wav"]
+    fresh = workspace_with(tmp_path / "fresh", competition)
+    build(fresh, config, workers=2)
+    assert cache_files(workspace, config) == cache_files(fresh, config)  # stale clip files are gone too
+
+
+def test_parallel_and_serial_caches_are_identical(tmp_path, competition):
+    serial, parallel = workspace_with(tmp_path / "serial", competition), workspace_with(tmp_path / "parallel", competition)
+    config = tiny_config()
+    build(serial, config, workers=1)
+    build(parallel, config, workers=2)
+    assert cache_files(serial, config) == cache_files(parallel, config)
+
+
+def _threads_in_worker(_) -> tuple[list[int], list[str]]:
+    from threadpoolctl import threadpool_info
+
+    return ([pool["num_threads"] for pool in threadpool_info()],
+            [os.environ.get(v, "") for v in features.THREAD_VARIABLES])
+
+
+def test_workers_run_one_blas_and_openmp_thread_each():
+    features.blank_features(FeatureConfig())  # what the parent loads before forking
+    with multiprocessing.get_context("fork").Pool(2, initializer=features.limit_threads) as pool:
+        for threads, variables in pool.map(_threads_in_worker, range(2)):
+            assert threads and set(threads) == {1}
+            assert variables == ["1"] * len(features.THREAD_VARIABLES)
+
+
+# ---------------------------------------------------------------- crash safety
+
+def _features_command(experiment: Path, workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "competition", "features", "--dataset", "demo", "--experiment", str(experiment),
+            "--workers", str(workers)]
+
+
+def _env(home: Path) -> dict:
+    return {**os.environ, "KIT_HOME": str(home), "PYTHONPATH": str(KIT_ROOT)}
+
+
+def _run_and_kill_after(command: list[str], home: Path, clips_dir: Path, n_files: int) -> None:
+    """Start the command; SIGKILL it (and its workers) once n_files clip files exist (or it ended)."""
+    process = subprocess.Popen(command, env=_env(home), cwd=home, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if clips_dir.is_dir() and sum(1 for p in clips_dir.rglob("*.npy")) >= n_files:
+            break
+        time.sleep(0.002)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_cache(tmp_path):
+    competition = make_competition(tmp_path / "demo", n_train=60, n_test=12, seconds=1.5, rate=44100)
+    experiment = experiment_file(tmp_path)
+    config = load_experiment(experiment).features
+    reference = workspace_with(tmp_path / "reference", competition)
+    subprocess.run(_features_command(experiment), env=_env(reference.root), cwd=reference.root, check=True,
+                   capture_output=True)
+    killed = workspace_with(tmp_path / "killed", competition)
+    clips_dir = features.cache_dir(killed, "demo", config) / "clips"
+    for n_files in (1, 25, 62, 70):  # early, mid-train, in the test split, near the end
+        _run_and_kill_after(_features_command(experiment), killed.root, clips_dir, n_files)
+    subprocess.run(_features_command(experiment), env=_env(killed.root), cwd=killed.root, check=True,
+                   capture_output=True)
+    expected = cache_files(reference, config)
+    assert "train/frames.npy" in expected and "test/index.csv" in expected
+    assert cache_files(killed, config) == expected  # byte for byte, leftovers of killed runs removed
+
+
+def test_crash_while_packing_then_rerun_gives_the_same_cache(tmp_path, competition, monkeypatch):
+    config = tiny_config()
+    reference = workspace_with(tmp_path / "reference", competition)
+    build(reference, config, workers=1)
+    crashed = workspace_with(tmp_path / "crashed", competition)
+
+    def crash(*args):
+        raise KeyboardInterrupt("simulated crash before the packed split moves into place")
+
+    monkeypatch.setattr(features, "replace_dir", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build(crashed, config, workers=1)
+    monkeypatch.undo()
+    build(crashed, config, workers=1)
+    assert cache_files(crashed, config) == cache_files(reference, config)
+
+
+# ---------------------------------------------------------------- memory and the warm path
+
+def _peak_packing_bytes(tmp_path: Path, n_clips: int) -> int:
+    clips_dir = tmp_path / f"clips-{n_clips}"
+    clips_dir.mkdir()
+    rng = np.random.default_rng(0)
+    signatures = {f"clip{i}.wav": f"{i}-0" for i in range(n_clips)}
+    for fname, signature in signatures.items():
+        np.save(clips_dir / f"{fname}.{signature}.npy", rng.standard_normal((2000, 64)).astype(np.float16))
+    table = pd.DataFrame({"fname": list(signatures)})
+    tracemalloc.start()
+    pack_split(table, clips_dir, tmp_path / f"split-{n_clips}", signatures, with_stats=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_packing_memory_does_not_grow_with_the_number_of_clips(tmp_path):
+    small, large = _peak_packing_bytes(tmp_path, 20), _peak_packing_bytes(tmp_path, 160)
+    clip_bytes = 2000 * 64 * 2
+    assert large < 1.5 * small + 100_000  # 8x the clips, about the same peak
+    assert large < 10 * clip_bytes < 160 * clip_bytes  # a few clips at a time, not the split
+
+
+def test_warm_rerun_of_2000_clips_is_fast_and_imports_no_heavy_library(tmp_path):
+    root = tmp_path / "esc50"
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    blip = tone(0.02, 8000, 440.0)
+    rows = []
+    for i in range(2000):
+        name = f"{i % 5 + 1}-{i}-A-{i % 50}.wav"
+        soundfile.write(root / "audio" / name, blip, 8000, subtype="PCM_16")
+        rows.append({"filename": name, "fold": i % 5 + 1, "target": i % 50, "category": ESC50_LABELS[i % 50],
+                     "esc10": False, "src_file": i, "take": "A"})
+    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
+    workspace = workspace_with(tmp_path / "kit", root, "esc50")
+    experiment = experiment_file(tmp_path)
+    index = get_dataset("esc50").index(workspace.dataset_dir("esc50"))
+    build_features(workspace, "esc50", {"train": index.train}, load_experiment(experiment).features, workers=2)
+    probe = ("import json, sys, time; from competition.__main__ import main; started = time.perf_counter(); "
+             f"code = main(['features', '--dataset', 'esc50', '--experiment', {str(experiment)!r}]); "
+             "print(json.dumps({'seconds': time.perf_counter() - started, 'code': code, 'heavy': sorted(m for m "
+             "in ('tensorflow', 'keras', 'librosa', 'scipy.signal', 'matplotlib') if m in sys.modules)}))")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", probe], env=_env(workspace.root), cwd=workspace.root,
+                            capture_output=True, text=True, check=True)
+    whole_command = time.perf_counter() - started
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0 and outcome["heavy"] == []
+    assert outcome["seconds"] < 1.0, outcome
+    assert whole_command < 2.0, f"warm rerun of 2,000 clips took {whole_command:.2f} s with interpreter start"
+
+
+@pytest.mark.realdata
+def test_shared_esc10_features_match_their_clip_count(tmp_path):
+    shared = KIT_ROOT.parent / "shared" / "data" / "esc10"
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is absent (real data lives beside the checkout, not in it)")
+    workspace = workspace_with(tmp_path, shared, "esc10")
+    index = get_dataset("esc10").index(workspace.dataset_dir("esc10"))
+    stores = build_features(workspace, "esc10", {"train": index.train, "test": index.test}, FeatureConfig())
+    assert len(stores["train"]) == 400 and not stores["train"].index["failed"].any()
+    assert json.loads((stores["train"].directory / "manifest.json").read_text()).keys() == set(index.train["fname"])
