@@ -31,7 +31,6 @@ def marker_path(root: Path) -> Path:
     return root.parent / f".{root.name}.verified.json"
 
 
-
 def verify(dataset: Dataset, root: Path) -> dict:
     index = dataset.index(root)
     check_counts(dataset, index, root)

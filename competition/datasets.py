@@ -46,7 +46,6 @@ ESC10_LABELS = ("dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying
                 "clock_tick", "helicopter", "chainsaw")
 
 
-
 class DatasetError(ValueError):
     """A dataset on disk does not match its spec; the message names the file and the problem."""
 
