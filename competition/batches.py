@@ -1,15 +1,17 @@
-"""Fixed-size inputs cut from variable-length cached clips: training crops, augmentation, TTA crops.
+"""Fixed-size inputs cut from variable-length cached clips: training batches, augmentation, TTA crops.
 
 Pure NumPy on memory-mapped features: a batch reads only the frames it crops. Clips shorter than a
-crop are tiled (repeated) to the crop length, so short sounds are not diluted by padding.
+crop are tiled (repeated) to the crop length, so short sounds are not diluted by padding. Every
+random choice comes from the generator passed in, so a seeded epoch is the same epoch every time.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from competition.config import TrainConfig
 from competition.features import FeatureStore
 
 
@@ -78,3 +80,29 @@ def spec_augment(x: np.ndarray, fill: np.ndarray, *, time_masks: int, freq_masks
             start = int(rng.integers(0, n_bins - width + 1))
             example[:, start:start + width] = fill[start:start + width]
     return x
+
+
+def soft_targets(ids: np.ndarray, n_classes: int, smoothing: np.ndarray) -> np.ndarray:
+    """One-hot targets with per-row label smoothing (the smoothed mass spread over every class)."""
+    smoothing = np.asarray(smoothing, np.float32).reshape(-1, 1)
+    targets = np.repeat(smoothing / n_classes, n_classes, axis=1)
+    targets[np.arange(len(ids)), ids] += 1 - smoothing[:, 0]
+    return targets
+
+
+def class_balance_weights(ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-row loss weights giving every class present the same total weight; the mean weight is 1."""
+    counts = np.bincount(ids, minlength=n_classes)
+    return (len(ids) / (np.count_nonzero(counts) * counts[ids])).astype(np.float32)
+
+
+def training_batches(store: FeatureStore, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                     settings: TrainConfig, length: int, rng: np.random.Generator) -> Iterator[tuple]:
+    """One epoch of (x, y, sample weight) batches in a random order: crop, mask, mix."""
+    order = rng.permutation(len(rows))
+    for start in range(0, len(order), settings.batch_size):
+        chosen = order[start:start + settings.batch_size]
+        x = random_crops(store, rows[chosen], length, rng)
+        x = spec_augment(x, store.mean, time_masks=settings.time_masks, freq_masks=settings.freq_masks,
+                         fraction=settings.mask_fraction, rng=rng)
+        yield mixup(x, targets[chosen], weights[chosen], settings.mixup_alpha, rng)

@@ -88,10 +88,17 @@ class TrainConfig:
     freq_masks: int = 0
     mask_fraction: float = 0.15   # widest mask as a fraction of the axis
     unverified_weight: float = 1.0  # loss weight of manually_verified = 0 rows
-    label_smoothing: float = 0.0
-    patience: int = 8             # epochs without OOF MAP@3 gain before stopping
+    unverified_smoothing: float = 0.0  # label smoothing of manually_verified = 0 rows
+    label_smoothing: float = 0.0  # label smoothing of the other (verified) rows
+    class_balance: bool = False   # weight the loss so every class weighs the same in total
+    patience: int = 8             # epochs without OOF metric gain before stopping (keep_epoch = "best")
+    keep_epoch: str = "best"      # best: the epoch with the best OOF metric; last: the final epoch, no early stop
     tta_crops: int = 5
     seed: int = 0
+
+    def __post_init__(self):
+        if self.keep_epoch not in ("best", "last"):
+            raise ConfigError(f"train.keep_epoch must be best or last, not {self.keep_epoch!r}")
 
 
 @dataclass(frozen=True)

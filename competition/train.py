@@ -1,10 +1,12 @@
 """Training (`make train`): one model per fold, writing `runs/<run>/fold-<k>/`.
 
-Each fold writes `model.keras` (best epoch by the fold's OOF metric), `oof.npz` and `test.npz`
+Each fold writes `model.keras` (the epoch with the best OOF metric, or the last epoch when the
+experiment says `keep_epoch = "last"`, which never lets the held-out fold choose), `oof.npz` and `test.npz`
 (fnames + class probabilities, test-time augmented), `history.csv` and, last, `done.json`. A rerun
 skips folds with `done.json`; a fold that was interrupted restarts from its last epoch checkpoint.
 Every epoch's data order, augmentation and dropout are seeded from (seed, fold, epoch), so a
-resumed fold ends exactly where an uninterrupted one would.
+resumed fold ends exactly where an uninterrupted one would. When every fold is done, the run's
+`oof.npz`, `test.npz`, `scores.json` and `report/` (competition.report) are written.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.batches import mixup, random_crops, spec_augment, tta_crops
+from competition.batches import class_balance_weights, soft_targets, training_batches, tta_crops
 from competition.config import Experiment
 from competition.datasets import Dataset, Index
 from competition.features import FeatureStore, build_features
@@ -58,9 +60,11 @@ def predict_batches(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(outputs)
 
 
-def save_predictions(path: Path, fnames, probs: np.ndarray) -> None:
+def save_predictions(path: Path, fnames, probs: np.ndarray, *, true_ids: np.ndarray | None = None) -> None:
+    """fnames and class probabilities (and, for OOF predictions, each clip's true class id)."""
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, fnames=np.asarray(fnames, dtype=str), probs=probs.astype(np.float32))
+    extra = {} if true_ids is None else {"true_ids": np.asarray(true_ids, np.int64)}
+    np.savez(tmp, fnames=np.asarray(fnames, dtype=str), probs=probs.astype(np.float32), **extra)
     os.replace(tmp, path)
 
 
@@ -70,13 +74,56 @@ def load_predictions(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def _targets(train: pd.DataFrame, dataset: Dataset, experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class ids, soft targets and loss weights of every train row, from the experiment's choices
+    for unverified labels (smoothing and/or a lower weight) and class balance."""
+    settings = experiment.train
     ids = train["label"].map(dataset.label_to_id).to_numpy()
-    n_classes = len(dataset.labels)
-    smoothing = experiment.train.label_smoothing
-    targets = np.full((len(train), n_classes), smoothing / n_classes, np.float32)
-    targets[np.arange(len(train)), ids] += 1 - smoothing
-    weights = np.where(train["manually_verified"].to_numpy() == 1, 1.0, experiment.train.unverified_weight)
-    return ids, targets, weights.astype(np.float32)
+    verified = train["manually_verified"].to_numpy() == 1
+    targets = soft_targets(ids, len(dataset.labels),
+                           np.where(verified, settings.label_smoothing, settings.unverified_smoothing))
+    weights = np.where(verified, 1.0, settings.unverified_weight).astype(np.float32)
+    if settings.class_balance:
+        weights *= class_balance_weights(ids, len(dataset.labels))
+    return ids, targets, weights
+
+
+def reseed_dropout(model, seed: int) -> None:
+    """Set every random-generator state of the model (dropout masks) from `seed`. Keras does not save
+    these states in a checkpoint, so each epoch starts them afresh; a resumed fold then draws the
+    same masks as an uninterrupted one."""
+    import keras
+
+    states = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+    for i, state in enumerate(states):
+        state.assign(keras.ops.convert_to_tensor([seed, i], dtype=state.dtype))
+
+
+def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes: int):
+    """tf.data over a Python generator of (x, y, weight) NumPy batches, prefetched so cropping and
+    augmentation of the next batches overlap the model's work on this one."""
+    import tensorflow as tf
+
+    signature = (tf.TensorSpec((None, length, n_bins), tf.float32),
+                 tf.TensorSpec((None, n_classes), tf.float32),
+                 tf.TensorSpec((None,), tf.float32))
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(tf.data.AUTOTUNE)
+
+
+WARMUP_EPOCHS = 2
+
+
+def compiled_model(experiment: Experiment, n_bins: int, n_classes: int, *, mean: np.ndarray, std: np.ndarray):
+    """A new model of the experiment, compiled for training (Adam, cross-entropy on soft targets)."""
+    import keras
+
+    from competition.models import build_model
+
+    model = build_model(experiment.model, n_bins, n_classes, mean=mean, std=std)
+    model.compile(optimizer=keras.optimizers.Adam(experiment.train.learning_rate),
+                  loss="categorical_crossentropy", weighted_metrics=[])
+    return model
 
 
 class FoldTrainer:
@@ -96,50 +143,27 @@ class FoldTrainer:
         self.length = crop_frames(experiment)
 
     def _learning_rate(self, epoch: int) -> float:
-        """Linear warm-up over 2 epochs, then cosine decay to 1% of the peak."""
+        """Linear warm-up over the first epochs, then cosine decay to 1% of the peak."""
         settings = self.experiment.train
-        if epoch < 2:
-            return settings.learning_rate * (epoch + 1) / 3
-        progress = (epoch - 2) / max(1, settings.epochs - 2)
+        if epoch < WARMUP_EPOCHS:
+            return settings.learning_rate * (epoch + 1) / (WARMUP_EPOCHS + 1)
+        progress = (epoch - WARMUP_EPOCHS) / max(1, settings.epochs - WARMUP_EPOCHS)
         return settings.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def _epoch_batches(self, epoch: int):
+    def epoch_dataset(self, epoch: int):
+        """The tf.data input of one epoch; its order and augmentation depend only on (seed, fold, epoch)."""
         settings = self.experiment.train
         store = self.stores["train"]
-        rng = np.random.default_rng([settings.seed, self.fold, epoch])
-        order = rng.permutation(len(self.fit_rows))
-        for start in range(0, len(order), settings.batch_size):
-            chosen = order[start:start + settings.batch_size]
-            x = random_crops(store, self.fit_rows[chosen], self.length, rng)
-            x = spec_augment(x, store.mean, time_masks=settings.time_masks, freq_masks=settings.freq_masks,
-                             fraction=settings.mask_fraction, rng=rng)
-            positions = self.fit_positions[chosen]
-            x, y, w = mixup(x, self.targets[positions], self.weights[positions], settings.mixup_alpha, rng)
-            yield x, y, w
-
-    def _dataset(self, epoch: int):
-        import tensorflow as tf
-
-        bins = self.stores["train"].frames.shape[1]
-        signature = (tf.TensorSpec((None, self.length, bins), tf.float32),
-                     tf.TensorSpec((None, len(self.dataset.labels)), tf.float32),
-                     tf.TensorSpec((None,), tf.float32))
-        n_batches = -(-len(self.fit_rows) // self.experiment.train.batch_size)
-        batches = tf.data.Dataset.from_generator(lambda: self._epoch_batches(epoch), output_signature=signature)
-        # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
-        return batches.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(tf.data.AUTOTUNE)
+        fit = self.fit_positions
+        return input_pipeline(
+            lambda: training_batches(store, self.fit_rows, self.targets[fit], self.weights[fit], settings,
+                                     self.length, np.random.default_rng([settings.seed, self.fold, epoch])),
+            -(-len(fit) // settings.batch_size), self.length, store.frames.shape[1], len(self.dataset.labels))
 
     def _new_model(self):
-        import keras
-
-        from competition.models import build_model
-
         store = self.stores["train"]
-        model = build_model(self.experiment.model, store.frames.shape[1], len(self.dataset.labels),
-                            mean=store.mean, std=store.std)
-        model.compile(optimizer=keras.optimizers.Adam(self.experiment.train.learning_rate),
-                      loss="categorical_crossentropy", weighted_metrics=[])
-        return model
+        return compiled_model(self.experiment, store.frames.shape[1], len(self.dataset.labels),
+                              mean=store.mean, std=store.std)
 
     def validate(self, model, n_crops: int) -> tuple[np.ndarray, float]:
         probs = predict_store(model, self.stores["train"], self.val_rows, self.length, n_crops)
@@ -158,27 +182,38 @@ class FoldTrainer:
             keras.utils.set_random_seed(settings.seed * 1000 + self.fold)
             model = self._new_model()
             state = {"epoch": -1, "best_score": -1.0, "best_epoch": -1, "history": []}
+        metric = self.dataset.metric
         for epoch in range(state["epoch"] + 1, settings.epochs):
-            if epoch - state["best_epoch"] > settings.patience:
+            if settings.keep_epoch == "best" and epoch - state["best_epoch"] > settings.patience:
                 break
-            keras.utils.set_random_seed(settings.seed * 1000 + self.fold * 100 + epoch)
+            reseed_dropout(model, (settings.seed * 1000 + self.fold) * 1000 + epoch)
             model.optimizer.learning_rate.assign(self._learning_rate(epoch))
             started = time.perf_counter()
-            fit = model.fit(self._dataset(epoch), epochs=1, verbose=0, shuffle=False)
+            fit = model.fit(self.epoch_dataset(epoch), epochs=1, verbose=0, shuffle=False)
+            fit_seconds = time.perf_counter() - started
             _, val_score = self.validate(model, n_crops=1)
-            record = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), f"val_{self.dataset.metric}": val_score,
-                      "learning_rate": self._learning_rate(epoch), "seconds": round(time.perf_counter() - started, 2)}
+            record = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), f"val_{metric}": val_score,
+                      "learning_rate": self._learning_rate(epoch), "fit_seconds": round(fit_seconds, 2),
+                      "seconds": round(time.perf_counter() - started, 2)}
             state["history"].append(record)
             if val_score > state["best_score"]:
                 state.update(best_score=val_score, best_epoch=epoch)
-                _save_model(model, self.dir / "best.keras")
+                if settings.keep_epoch == "best":
+                    _save_model(model, self.dir / "best.keras")
             state["epoch"] = epoch
-            _save_model(model, checkpoint)
-            atomic_write_text(state_path, json.dumps(state, indent=1))
+            self._save_checkpoint(model, state)
             progress.set_postfix(fold=self.fold, epoch=epoch, loss=f"{record['loss']:.3f}",
                                  val=f"{val_score:.3f}", best=f"{state['best_score']:.3f}")
             progress.update()
+        if settings.keep_epoch == "last":
+            _save_model(model, self.dir / "best.keras")
         return self._finish(state)
+
+    def _save_checkpoint(self, model, state: dict) -> None:
+        """The model (with optimizer state) first, then the state naming its epoch: a kill between the
+        two redoes that epoch, which gives the same model again."""
+        _save_model(model, self.dir / "checkpoint.keras")
+        atomic_write_text(self.dir / "state.json", json.dumps(state, indent=1))
 
     def _finish(self, state: dict) -> dict:
         import keras
@@ -194,8 +229,9 @@ class FoldTrainer:
                              predict_store(model, test_store, test_rows, self.length, n_crops))
         os.replace(self.dir / "best.keras", self.dir / "model.keras")
         pd.DataFrame(state["history"]).to_csv(self.dir / "history.csv", index=False)
+        kept_epoch = state["best_epoch"] if self.experiment.train.keep_epoch == "best" else state["epoch"]
         summary = {"fold": self.fold, "score": oof_score, "metric": self.dataset.metric,
-                   "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
+                   "kept_epoch": kept_epoch, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
                    "n_train": len(self.fit_rows), "n_val": len(self.val_rows)}
         atomic_write_text(self.dir / "done.json", json.dumps(summary, indent=1))
         (self.dir / "checkpoint.keras").unlink(missing_ok=True)
@@ -250,7 +286,10 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
             progress.total = progress.n + (len(todo) - todo.index(fold) - 1) * experiment.train.epochs
             progress.refresh()
     if only_folds is None:
+        from competition.report import write_report
+
         assemble_run(run_dir, dataset, index)
+        write_report(run_dir)
     return run_dir
 
 
@@ -265,8 +304,8 @@ def assemble_run(run_dir: Path, dataset: Dataset, index: Index) -> dict:
     probs = np.concatenate([p for _, p in oof_parts])
     order = pd.Series(np.arange(len(fnames)), index=fnames).loc[index.train["fname"]].to_numpy()
     oof = probs[order]
-    save_predictions(run_dir / "oof.npz", index.train["fname"], oof)
     ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    save_predictions(run_dir / "oof.npz", index.train["fname"], oof, true_ids=ids)
     scores = {"metric": dataset.metric, "folds": {s["fold"]: s["score"] for s in summaries},
               "oof": score(dataset.metric, ids, oof)}
     if (fold_dirs[0] / "test.npz").exists():

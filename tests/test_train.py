@@ -1,0 +1,102 @@
+"""Tests for competition.train: label handling, seeded dropout, and a killed run resuming to the same result."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition.config import Experiment, FeatureConfig, FoldConfig, ModelConfig, TrainConfig
+from competition.datasets import get_dataset
+from competition.train import FoldTrainer, _targets, reseed_dropout, train_experiment
+
+TINY = Experiment(
+    name="tiny",
+    features=FeatureConfig(kind="logmel", n_mels=16, hop_length=512),
+    model=ModelConfig(arch="cnn2d", width=4, dropout=0.3),
+    train=TrainConfig(epochs=3, batch_size=16, crop_seconds=1.0, mixup_alpha=0.4, time_masks=1, freq_masks=1,
+                      unverified_smoothing=0.1, class_balance=True, tta_crops=2),
+    folds=FoldConfig(k=2),
+)
+
+
+def test_targets_smooth_and_weight_unverified_rows_and_balance_classes():
+    dataset = get_dataset("demo")
+    a, b = dataset.labels[:2]
+    train = pd.DataFrame({"label": [a, a, a, b], "manually_verified": [1, 0, 1, 1]})
+    experiment = TINY.with_overrides(train={"unverified_weight": 0.5, "unverified_smoothing": 0.2,
+                                            "label_smoothing": 0.0, "class_balance": False})
+    ids, targets, weights = _targets(train, dataset, experiment)
+    assert ids.tolist() == [0, 0, 0, 1]
+    assert targets[0, 0] == 1.0 and targets[1, 0] == pytest.approx(0.8 + 0.2 / len(dataset.labels))
+    assert weights.tolist() == [1.0, 0.5, 1.0, 1.0]
+    _, _, balanced = _targets(train, dataset, experiment.with_overrides(train={"class_balance": True}))
+    # class balance multiplies each row by rows / (classes x rows of its class): a 4/6, b 4/2
+    np.testing.assert_allclose(balanced / weights, [2 / 3, 2 / 3, 2 / 3, 2.0], rtol=1e-6)
+
+
+def test_reseeding_makes_dropout_masks_repeat():
+    from competition.models import build_model
+
+    model = build_model(ModelConfig(width=4, dropout=0.5), 8, 3, mean=np.zeros(8), std=np.ones(8))
+    x = np.random.default_rng(0).standard_normal((4, 20, 8)).astype(np.float32)
+    reseed_dropout(model, 11)
+    first = np.asarray(model(x, training=True))
+    second = np.asarray(model(x, training=True))
+    reseed_dropout(model, 11)
+    np.testing.assert_array_equal(np.asarray(model(x, training=True)), first)
+    assert not np.array_equal(first, second)
+
+
+def fold_outputs(run_dir, fold=0):
+    fold_dir = run_dir / f"fold-{fold}"
+    return {name: np.load(fold_dir / name)["probs"] for name in ("oof.npz", "test.npz")}, \
+        pd.read_csv(fold_dir / "history.csv")
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_result(workspace, monkeypatch):
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    straight = train_experiment(workspace, dataset, index, TINY, run_name="straight", only_folds=[0])
+
+    original = FoldTrainer._save_checkpoint
+    calls = []
+
+    def save_then_die(self, model, state):
+        original(self, model, state)
+        calls.append(state["epoch"])
+        if len(calls) == 2:  # killed after epoch 1 was checkpointed, before epoch 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_experiment(workspace, dataset, index, TINY, run_name="resumed", only_folds=[0])
+    fold_dir = workspace.runs / "resumed" / "fold-0"
+    assert json.loads((fold_dir / "state.json").read_text())["epoch"] == 1 and not (fold_dir / "done.json").exists()
+    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", original)
+    resumed = train_experiment(workspace, dataset, index, TINY, run_name="resumed", only_folds=[0])
+
+    (straight_predictions, straight_history), (resumed_predictions, resumed_history) = \
+        fold_outputs(straight), fold_outputs(resumed)
+    for name, probs in straight_predictions.items():
+        np.testing.assert_allclose(resumed_predictions[name], probs, atol=1e-6, err_msg=name)
+    columns = ["epoch", "loss", "val_map@3"]
+    pd.testing.assert_frame_equal(resumed_history[columns], straight_history[columns], atol=1e-6)
+    assert not (fold_dir / "checkpoint.keras").exists() and (fold_dir / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_finished_run_has_scores_predictions_and_a_report(workspace):
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    experiment = TINY.with_overrides(train={"epochs": 1, "keep_epoch": "last"})
+    run_dir = train_experiment(workspace, dataset, index, experiment, run_name="whole")
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["metric"] == "map@3" and set(scores["folds"]) == {"0", "1"}
+    oof = np.load(run_dir / "oof.npz")
+    assert oof["probs"].shape == (len(index.train), len(dataset.labels))
+    assert oof["true_ids"].tolist() == index.train["label"].map(dataset.label_to_id).tolist()
+    assert np.load(run_dir / "test.npz")["probs"].shape == (len(index.test), len(dataset.labels))
+    assert json.loads((run_dir / "fold-0" / "done.json").read_text())["kept_epoch"] == 0
+    assert (run_dir / "report" / "cv.csv").exists()
