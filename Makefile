@@ -9,14 +9,16 @@ DATASET ?= freesound-audio-tagging
 EXPERIMENTS ?= experiments/logmel-cnn.toml experiments/mfcc-cnn.toml
 EXPERIMENT_ARGS = $(foreach e,$(EXPERIMENTS),--experiment $(e))
 NAME ?= submission
+KERNEL_TITLE ?= audio tagging kit
 RUNS ?= $(foreach e,$(EXPERIMENTS),$(DATASET)-$(basename $(notdir $(e))))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data features train ensemble validate score predict demo bench test clean
+.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output predict demo bench test clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: DATASET=$(DATASET) EXPERIMENTS='$(EXPERIMENTS)' RUNS=... NAME=... SUB=... FROM=DIR"
+	@echo "  Kaggle: MSG=... FOLDS=all KERNEL_TITLE='$(KERNEL_TITLE)' KERNEL=slug"
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,21 @@ validate: venv ## check SUB=path.csv against DATASET's test clips and vocabulary
 
 score: venv ## public/private MAP@3 of SUB=path.csv from the post-competition test labels
 	$(KIT) score --dataset $(DATASET) $(SUB)
+
+submit: venv ## validate SUB=path.csv, then upload it to Kaggle with its CV score and hashes (MSG=note)
+	$(KIT) submit --dataset $(DATASET) $(SUB) $(if $(MSG),--message "$$MSG")
+
+submissions: venv ## your recent Kaggle submissions with their public/private scores
+	$(KIT) submissions
+
+kernel: venv ## build a Kaggle kernel for EXPERIMENTS and push it (FOLDS=all: one per fold + a blend kernel)
+	$(KIT) kernel --dataset $(DATASET) $(EXPERIMENT_ARGS) $(if $(FOLDS),--folds $(FOLDS)) --title "$(KERNEL_TITLE)"
+
+kernel-status: venv ## state of the pushed kernels (KERNEL=slug for one)
+	$(KIT) kernel-status $(KERNEL)
+
+kernel-output: venv ## download pushed kernels' outputs into runs/<slug>/ (KERNEL=slug for one)
+	$(KIT) kernel-output $(KERNEL)
 
 predict: venv ## top-3 tags of FILES='a.wav b.wav' from RUN=<run>
 	$(KIT) predict --run $(RUN) $(FILES)

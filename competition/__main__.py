@@ -14,6 +14,7 @@ from pathlib import Path
 from competition.workspace import Workspace
 
 DEFAULT_EXPERIMENTS = ["experiments/logmel-cnn.toml"]
+KAGGLE_COMPETITION = "freesound-audio-tagging"
 
 
 def _experiment(path: str, args):
@@ -94,6 +95,58 @@ def cmd_validate(args, workspace: Workspace) -> None:
     print(f"{args.sub}: valid ({rows} rows)")
 
 
+def cmd_submit(args, workspace: Workspace) -> None:
+    from competition.leaderboard import submit
+
+    message = submit(workspace, Path(args.sub), dataset_name=args.dataset, competition=args.competition,
+                     note=args.message)
+    print(f"{args.sub}: submitted to {args.competition} as {message!r}; its score: make submissions")
+
+
+def cmd_submissions(args, workspace: Workspace) -> None:
+    from competition import kaggle_api
+    from competition.leaderboard import format_submissions
+
+    print(format_submissions(kaggle_api.list_submissions(args.competition)))
+
+
+def cmd_kernel(args, workspace: Workspace) -> None:
+    from competition import kaggle_api
+    from competition.kernel import plan_kernels, push_kernels, write_kernel
+
+    username = args.username or kaggle_api.username()
+    kernels = plan_kernels([Path(p) for p in args.experiment or DEFAULT_EXPERIMENTS], title=args.title,
+                           dataset=args.dataset, competition=args.competition,
+                           per_fold=args.fold_kernels == "all", username=username)
+    folders = [write_kernel(kernel, username=username, build_dir=workspace.kernel_builds, private=not args.public)
+               for kernel in kernels]
+    print("built " + ", ".join(str(folder) for folder in folders))
+    if not args.build_only:
+        last = push_kernels(folders, poll_seconds=args.poll_seconds)[-1]
+        print(f"follow it with `make kernel-status`; once complete: make kernel-output KERNEL={last['ref']}")
+
+
+def cmd_kernel_status(args, workspace: Workspace) -> None:
+    from competition.kernel import kernel_states, pushed_kernels
+
+    for ref, state in kernel_states(pushed_kernels(workspace, args.kernels)).items():
+        print(f"{ref}: {state}")
+
+
+def cmd_kernel_output(args, workspace: Workspace) -> None:
+    from competition.kernel import FAILED_STATES, fetch_output, kernel_states, pushed_kernels
+
+    for ref, state in kernel_states(pushed_kernels(workspace, args.kernels)).items():
+        if state != "complete" and state not in FAILED_STATES:
+            print(f"{ref}: {state}; its output comes once it completes")
+            continue
+        files = fetch_output(workspace, ref)
+        folder = workspace.runs / ref.split("/")[-1]
+        print(f"{ref} ({state}): {len(files)} file(s) in {folder}")
+        if (folder / "submission.csv") in files:
+            print(f"  submit it: make submit SUB={folder / 'submission.csv'}")
+
+
 def cmd_predict(args, workspace: Workspace) -> None:
     from competition.predict import predict_files
 
@@ -157,6 +210,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("sub", help="submission CSV")
     sub = step("validate", cmd_validate, "check a submission CSV (header, every test fname, 3 known labels)")
     sub.add_argument("sub", help="submission CSV")
+    sub = step("submit", cmd_submit, "validate a submission CSV, then upload it to Kaggle with its CV score "
+               "and config hashes")
+    sub.add_argument("sub", help="submission CSV (its .json record, if any, describes it)")
+    sub.add_argument("--message", help="a note put first in the submission's description")
+    sub.add_argument("--competition", default=KAGGLE_COMPETITION)
+    sub = step("submissions", cmd_submissions, "your recent Kaggle submissions with public/private scores",
+               dataset=False)
+    sub.add_argument("--competition", default=KAGGLE_COMPETITION)
+    sub = step("kernel", cmd_kernel, "build a Kaggle kernel into kernels/build/<slug>/ and push it")
+    sub.add_argument("--experiment", action="append", help="experiment TOML (repeatable); default: "
+                     + ", ".join(DEFAULT_EXPERIMENTS))
+    sub.add_argument("--folds", dest="fold_kernels", choices=["all"],
+                     help="all: one kernel per fold, run in parallel, then a blend kernel")
+    sub.add_argument("--title", default="audio tagging kit", help="kernel title, its slug the kernel's name")
+    sub.add_argument("--competition", default=KAGGLE_COMPETITION, help="the competition the kernel reads")
+    sub.add_argument("--username", help="Kaggle username (default: the one of your credentials)")
+    sub.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
+    sub.add_argument("--build-only", action="store_true", help="build, do not push")
+    sub.add_argument("--poll-seconds", type=float, default=60.0,
+                     help="with --folds all: how often to ask whether the fold kernels completed")
+    for name, handler, help in (("kernel-status", cmd_kernel_status, "state of pushed kernels"),
+                                ("kernel-output", cmd_kernel_output, "download pushed kernels' outputs "
+                                 "(submission, OOF and test predictions, log) into runs/<slug>/")):
+        sub = step(name, handler, help, dataset=False)
+        sub.add_argument("kernels", nargs="*", help="slugs or owner/slug refs (default: every kernel pushed "
+                         "from kernels/build/)")
     sub = step("predict", cmd_predict, "top-3 tags of audio files from a trained run", dataset=False)
     sub.add_argument("--run", required=True, help="run folder or name under runs/")
     sub.add_argument("files", nargs="+")

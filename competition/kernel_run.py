@@ -1,0 +1,152 @@
+"""What a kernel built by `make kernel` runs: on Kaggle, or locally with Kaggle's folders mapped.
+
+Kaggle mounts the competition's files and the outputs of source kernels read-only under
+/kaggle/input and keeps what a kernel writes to /kaggle/working as its output. KAGGLE_INPUT_DIR
+and KAGGLE_WORKING_DIR put them elsewhere (the tests run built kernels on the demo competition
+so). The kit's workspace (linked data, feature cache, folds) lives in a scratch folder, so the
+output holds only what is worth downloading:
+
+    <run>/config.json, <run>/fold-<k>/   model.keras, oof.npz, test.npz, history.csv, done.json
+    <run>/oof.npz, test.npz, scores.json  the assembled run (train and blend kernels)
+    submission.csv, submission.json       the blend of the runs (train and blend kernels)
+
+A fold kernel trains one fold; every fold kernel makes the same folds (saved nowhere, but made
+from the experiment's seed), so the blend kernel's assembled OOF predictions cover each train clip
+once. Only what the kit needs at the top is imported here: the rest loads after the versions of
+the image's libraries are printed, so a failing import shows next to them in the log.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+INPUT_DIR_VARIABLE = "KAGGLE_INPUT_DIR"
+WORKING_DIR_VARIABLE = "KAGGLE_WORKING_DIR"
+SUBMISSION_NAME = "submission"
+REPORTED_DISTRIBUTIONS = ("numpy", "pandas", "scipy", "scikit-learn", "tensorflow", "tensorflow-cpu", "keras",
+                          "librosa", "soundfile", "soxr", "numba")
+# What a finished fold no longer needs (an interrupted one's resume state) stays out of the output.
+LEFT_OUT_OF_OUTPUT = shutil.ignore_patterns("checkpoint.keras", "state.json", ".*")
+
+
+def main(settings: dict) -> None:
+    from competition.kernel import KernelError
+    from competition.workspace import Workspace
+
+    input_dir = Path(os.environ.get(INPUT_DIR_VARIABLE, "/kaggle/input"))
+    working_dir = Path(os.environ.get(WORKING_DIR_VARIABLE, "/kaggle/working"))
+    print_versions()
+    kind = settings["kind"]
+    if kind not in ("train", "fold", "blend"):
+        raise KernelError(f"unknown kernel kind {kind!r} in SETTINGS")
+    workspace = Workspace(Path(tempfile.mkdtemp(prefix="kit-workspace-")))
+    dataset, index = prepare_data(workspace, settings, input_dir)
+    experiments = load_experiments(workspace, settings["experiments"])
+    if kind == "blend":
+        run_dirs = [collect_folds(workspace, dataset, index, experiment, settings["fold_kernels"][experiment.name],
+                                  input_dir) for experiment in experiments]
+    else:
+        from competition.train import train_experiment
+
+        print_devices()
+        only_folds = [settings["fold"]] if kind == "fold" else None
+        run_dirs = [train_experiment(workspace, dataset, index, experiment, only_folds=only_folds)
+                    for experiment in experiments]
+    working_dir.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        shutil.copytree(run_dir, working_dir / run_dir.name, ignore=LEFT_OUT_OF_OUTPUT, dirs_exist_ok=True)
+    if kind != "fold":
+        from competition.ensemble import blend_runs
+
+        csv_path = blend_runs(workspace, run_dirs, SUBMISSION_NAME)
+        for path in (csv_path, csv_path.with_suffix(".json")):
+            shutil.copyfile(path, working_dir / path.name)
+        record = json.loads(csv_path.with_suffix(".json").read_text())
+        print(f"{working_dir / csv_path.name}: CV {record['metric']} {record['cv_score']:.4f}")
+    print(f"outputs in {working_dir}: " + ", ".join(sorted(p.name for p in working_dir.iterdir())))
+
+
+def print_versions() -> None:
+    """The library versions this image has; the kit avoids what only its pinned versions offer."""
+    versions = []
+    for name in REPORTED_DISTRIBUTIONS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    print("libraries: " + ", ".join(versions), flush=True)
+
+
+def print_devices() -> None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    print("GPUs: " + (", ".join(gpu.name for gpu in gpus) if gpus else "none, training on the CPU"), flush=True)
+
+
+def find_input(input_dir: Path, name: str) -> Path:
+    """Where Kaggle mounted the source `name`: input/<name>, or one or two folders further down."""
+    for pattern in (name, f"*/{name}", f"*/*/{name}"):
+        for candidate in sorted(input_dir.glob(pattern)):
+            if candidate.is_dir():
+                return candidate
+    from competition.kernel import KernelError
+
+    present = sorted(p.name for p in input_dir.iterdir()) if input_dir.is_dir() else []
+    raise KernelError(f"{name} not found under {input_dir} (which holds: {', '.join(present) or 'nothing'}); "
+                      "is it among the kernel's sources in kernel-metadata.json?")
+
+
+def prepare_data(workspace, settings: dict, input_dir: Path):
+    """Link the competition's files into the workspace in Kaggle's layout, verify and index them."""
+    from competition.data import verify
+    from competition.datasets import get_dataset
+    from competition.kaggle_data import link_freesound_copy
+
+    dataset = get_dataset(settings["dataset"])
+    root = workspace.dataset_dir(dataset.name)
+    link_freesound_copy(find_input(input_dir, settings["competition"]), root)
+    summary = verify(dataset, root)
+    print(f"{dataset.name}: {summary['train_clips']} train clips, {summary['test_clips']} test clips", flush=True)
+    return dataset, dataset.index(root)
+
+
+def load_experiments(workspace, sources: list[dict]) -> list:
+    """The experiments embedded in SETTINGS, each written back to its TOML file and loaded from it."""
+    from competition.config import load_experiment
+    from competition.workspace import atomic_write_text
+
+    experiments = []
+    for source in sources:
+        path = workspace.root / "experiments" / source["file"]
+        atomic_write_text(path, source["toml"])
+        experiments.append(load_experiment(path))
+    return experiments
+
+
+def collect_folds(workspace, dataset, index, experiment, fold_kernel_slugs: list[str], input_dir: Path) -> Path:
+    """Copy fold k of the run from the output of fold kernel k, check they agree, assemble the run."""
+    from competition.kernel import KernelError
+    from competition.train import assemble_run, run_dir_for
+
+    run_dir = run_dir_for(workspace, dataset, experiment, None)
+    for fold, slug in enumerate(fold_kernel_slugs):
+        source_run = find_input(input_dir, slug) / run_dir.name
+        finished = source_run / f"fold-{fold}" / "done.json"
+        if not finished.is_file():
+            raise KernelError(f"{finished} not found: kernel {slug} did not finish fold {fold} of "
+                              f"{run_dir.name}; check it with `make kernel-status`")
+        trained_with = json.loads((source_run / "config.json").read_text())["hash"]
+        if trained_with != experiment.hash:
+            raise KernelError(f"{source_run}: trained with experiment hash {trained_with}, this blend expects "
+                              f"{experiment.hash}; rebuild and push the kernels together (make kernel FOLDS=all)")
+        shutil.copytree(source_run / f"fold-{fold}", run_dir / f"fold-{fold}", ignore=LEFT_OUT_OF_OUTPUT)
+        shutil.copyfile(source_run / "config.json", run_dir / "config.json")
+    scores = assemble_run(run_dir, dataset, index)
+    print(f"{run_dir.name}: OOF {scores['metric']} {scores['oof']:.4f} from {len(fold_kernel_slugs)} fold kernels")
+    return run_dir
