@@ -149,30 +149,37 @@ def _package_zip_base64() -> str:
 
 
 def push_kernels(folders: list[Path], *, poll_seconds: float) -> list[dict]:
-    """Push the kernels in `folders`; when several, the last (the blend) only once all others completed."""
+    """Push the kernels in `folders`; when several, the last (the blend) only once all others completed.
+
+    The blend is pushed again whenever a kernel it reads was: its files are the same, its inputs not.
+    """
     *sources, last = folders
     pushed = [push_kernel(folder) for folder in sources]
     if sources:
-        wait_until_complete([record["ref"] for record in pushed], poll_seconds=poll_seconds)
-    return pushed + [push_kernel(last)]
+        wait_until_complete([record["ref"] for record, _ in pushed], poll_seconds=poll_seconds)
+    blend = push_kernel(last, force=any(new_version for _, new_version in pushed))
+    return [record for record, _ in pushed + [blend]]
 
 
-def push_kernel(folder: Path) -> dict:
-    """Push `folder` unless the same files were pushed before and that version has not failed."""
+def push_kernel(folder: Path, *, force: bool = False) -> tuple[dict, bool]:
+    """Push `folder` unless forced or the same files were pushed before and that version has not failed.
+
+    Returns the push record and whether a new version was pushed now.
+    """
     from competition import kaggle_api
 
     content = _content_hash(folder)
     record_path = folder / PUSH_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
-    if record and record["content"] == content:
+    if record and record["content"] == content and not force:
         state = _state_unless_deleted(record["ref"])
         if state is not None and state not in FAILED_STATES:
             print(f"{record['ref']}: unchanged since version {record['version']} ({state}); not pushed again")
-            return record
+            return record, False
     record = {**kaggle_api.push_kernel(folder), "content": content}
     atomic_write_text(record_path, json.dumps(record, indent=1))
     print(f"{record['ref']}: pushed version {record['version']}, {record['url']}")
-    return record
+    return record, True
 
 
 def _state_unless_deleted(ref: str) -> str | None:

@@ -72,7 +72,7 @@ def main(settings: dict) -> None:
 
 
 def print_versions() -> None:
-    """The library versions this image has; the kit avoids what only its pinned versions offer."""
+    """The versions of the libraries this image has, so a difference from the kit's pins shows in the log."""
     versions = []
     for name in REPORTED_DISTRIBUTIONS:
         try:

@@ -2,9 +2,6 @@
 server, through the command line and through make itself."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +15,8 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     kaggle_server,
     no_credential_leaks,
 )
+from make_targets import no_tensorflow, run_make  # noqa: F401  (fixture)
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("no_credential_leaks")
 BLEND_RECORD = {
     "name": "night", "dataset": "demo", "metric": "map@3", "cv_score": 0.612341, "blend": "geometric_mean",
@@ -162,39 +159,23 @@ def test_submissions_before_any(kaggle_server, capfd):
     assert capfd.readouterr().out == "no submissions yet\n"
 
 
-# -- through make, in fresh processes that must not load TensorFlow
-
-
-@pytest.fixture
-def no_tensorflow(tmp_path) -> Path:
-    """A folder for PYTHONPATH whose tensorflow and keras stop the process if anything imports them."""
-    for name in ("tensorflow", "keras"):
-        (tmp_path / "guard" / name).mkdir(parents=True)
-        (tmp_path / "guard" / name / "__init__.py").write_text(f"raise SystemExit('{name} was imported')\n")
-    return tmp_path / "guard"
-
-
-def make(target: str, *variables: str, kit_home: Path, python_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KIT_HOME=str(kit_home), PYTHONPATH=str(python_path))
-    # -o: never rebuild the venv from here, whatever the time stamps say.
-    return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", target, *variables],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+# -- through make, in fresh processes that must not load TensorFlow (make_targets.py)
 
 
 def test_make_help_lists_the_kaggle_targets(tmp_path, no_tensorflow):
-    result = make("help", kit_home=tmp_path, python_path=no_tensorflow)
+    result = run_make("help", kit_home=tmp_path, python_path=no_tensorflow)
     listed = [line.split()[1] for line in result.stdout.splitlines() if line.strip().startswith("make ")]
     assert {"data", "score", "submit", "submissions", "kernel", "kernel-status", "kernel-output"} <= set(listed)
 
 
 def test_make_submit_and_submissions(kaggle_server, workspace, submission, no_tensorflow):
-    result = make("submit", "DATASET=demo", f"SUB={submission}", "MSG=Tom's \"best\" run",
+    result = run_make("submit", "DATASET=demo", f"SUB={submission}", "MSG=Tom's \"best\" run",
                   kit_home=workspace.root, python_path=no_tensorflow)
     assert result.returncode == 0, result.stderr
     assert kaggle_server.submissions[0].description == f"Tom's \"best\" run | {DESCRIPTION}"
 
     kaggle_server.submissions[0].public_score = "0.87654"
-    result = make("submissions", kit_home=workspace.root, python_path=no_tensorflow)
+    result = run_make("submissions", kit_home=workspace.root, python_path=no_tensorflow)
     assert result.returncode == 0, result.stderr
     assert "0.87654" in result.stdout and "Tom's" in result.stdout
     assert credential_leaks([result.stdout, result.stderr]) == []
@@ -202,7 +183,7 @@ def test_make_submit_and_submissions(kaggle_server, workspace, submission, no_te
 
 def test_make_submit_refuses_an_invalid_csv_in_one_line(kaggle_server, workspace, submission, no_tensorflow):
     submission.write_text("fname,label\n")
-    result = make("submit", "DATASET=demo", f"SUB={submission}", kit_home=workspace.root, python_path=no_tensorflow)
+    result = run_make("submit", "DATASET=demo", f"SUB={submission}", kit_home=workspace.root, python_path=no_tensorflow)
     assert result.returncode != 0
     assert "error: " in result.stderr and "test fname(s) missing" in result.stderr and "Traceback" not in result.stderr
     assert kaggle_server.requests == []

@@ -34,6 +34,7 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     kaggle_server,
     no_credential_leaks,
 )
+from make_targets import no_tensorflow, run_make  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("no_credential_leaks")
 TITLE = "audio tagging kit"
@@ -162,21 +163,34 @@ def test_make_kernel_pushes_once_and_again_only_after_a_failure(kaggle_server, k
 
 def test_folds_all_pushes_the_blend_once_every_fold_kernel_completed(kaggle_server, kit, monkeypatch, capfd):
     fold_refs = [f"{FAKE_USERNAME}/{slug}" for slug in FOLD_SLUGS]
+    blend_ref = f"{FAKE_USERNAME}/{BLEND_SLUG}"
+
+    def pushed() -> list[str]:
+        return [request.json()["slug"] for request in kaggle_server.received("SaveKernel")]
 
     def fold_kernels_finish(seconds):  # what happens on Kaggle while the kit waits
-        assert f"{FAKE_USERNAME}/{BLEND_SLUG}" not in kaggle_server.kernels
+        assert blend_ref not in pushed()
         for ref in fold_refs:
             kaggle_server.finish_kernel(ref, {})
 
     monkeypatch.setattr(kernel.time, "sleep", fold_kernels_finish)
+    make_kernel_folds_all = kernel_command(kit, "--folds", "all", "--poll-seconds", "0")
 
-    assert main(kernel_command(kit, "--folds", "all", "--poll-seconds", "0")) == 0
+    assert main(make_kernel_folds_all) == 0
 
-    pushes = [request.json() for request in kaggle_server.received("SaveKernel")]
-    assert [push["slug"] for push in pushes] == fold_refs + [f"{FAKE_USERNAME}/{BLEND_SLUG}"]
-    assert pushes[-1]["kernelDataSources"] == fold_refs and pushes[-1]["enableGpu"] is False
+    assert pushed() == fold_refs + [blend_ref]
+    blend_push = kaggle_server.received("SaveKernel")[-1].json()
+    assert blend_push["kernelDataSources"] == fold_refs and blend_push["enableGpu"] is False
     out = capfd.readouterr().out
     assert f"{fold_refs[0]}: queued" in out and f"{fold_refs[1]}: complete" in out
+
+    kaggle_server.requests.clear()
+    assert main(make_kernel_folds_all) == 0  # nothing changed, nothing failed: nothing to push
+    assert pushed() == []
+
+    kaggle_server.kernels[fold_refs[1]].status = "ERROR"
+    assert main(make_kernel_folds_all) == 0  # the failed fold again, then the blend reading its new output
+    assert pushed() == [fold_refs[1], blend_ref]
 
 
 def test_folds_all_stops_when_a_fold_kernel_fails(kaggle_server, kit, monkeypatch, capfd):
@@ -209,6 +223,20 @@ def test_kernel_status_and_output(kaggle_server, kit, capfd):
     assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == {
         **outputs, f"{SLUG}.log": b"trained\n"}
     assert f"make submit SUB={folder / 'submission.csv'}" in capfd.readouterr().out
+
+
+def test_make_kernel_targets(kaggle_server, kit, no_tensorflow):
+    variables = ["DATASET=demo", f"EXPERIMENTS={kit.root / 'experiments' / 'tiny.toml'}", f"KERNEL_TITLE={TITLE}"]
+    result = run_make("kernel", *variables, kit_home=kit.root, python_path=no_tensorflow)
+    assert result.returncode == 0, result.stderr
+    assert kaggle_server.kernels[REF].text == (kit.kernel_builds / SLUG / f"{SLUG}.py").read_text()
+
+    kaggle_server.finish_kernel(REF, {"submission.csv": b"fname,label\n"})
+    result = run_make("kernel-status", kit_home=kit.root, python_path=no_tensorflow)
+    assert f"{REF}: complete" in result.stdout.splitlines(), result.stderr
+    result = run_make("kernel-output", f"KERNEL={SLUG}", kit_home=kit.root, python_path=no_tensorflow)
+    assert result.returncode == 0, result.stderr
+    assert (kit.runs / SLUG / "submission.csv").read_bytes() == b"fname,label\n"
 
 
 def test_status_of_an_unknown_kernel_names_the_pushed_ones(kaggle_server, kit, capfd):
