@@ -41,16 +41,17 @@ def cmd_data(args, workspace: Workspace) -> None:
 
 
 def cmd_features(args, workspace: Workspace) -> None:
-    from competition.features import build_features
+    from competition.features import build_feature_sets
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
-    for path in args.experiment or DEFAULT_EXPERIMENTS:
-        experiment = _experiment(path, args)
-        started = time.perf_counter()
-        stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test},
-                                experiment.features, workers=args.workers)
-        sizes = ", ".join(f"{split} {len(store)} clips" for split, store in stores.items())
-        print(f"{experiment.features.key}: {sizes} in {time.perf_counter() - started:.1f}s")
+    configs = [_experiment(path, args).features for path in args.experiment or DEFAULT_EXPERIMENTS]
+    started = time.perf_counter()
+    # One pass for all experiments: each clip is decoded once, whatever features they ask for.
+    caches = build_feature_sets(workspace, dataset.name, {"train": index.train, "test": index.test}, configs,
+                                workers=args.workers)
+    for key, stores in caches.items():
+        print(f"{key}: " + ", ".join(f"{split} {len(store)} clips" for split, store in stores.items()))
+    print(f"{len(caches)} feature cache(s) of {dataset.name} ready in {time.perf_counter() - started:.1f}s")
 
 
 def cmd_train(args, workspace: Workspace) -> None:

@@ -11,7 +11,8 @@ that change the output (`FeatureConfig.output_params`):
     <split>/manifest.json               {fname: sig} the pack was built from (a warm rerun compares only this)
     train/stats.npz                     per-bin mean and std over all train frames (input normalisation)
 
-Clips are computed in worker processes (one BLAS/OpenMP thread each) and every file is written to a
+Clips are computed in worker processes (one BLAS/OpenMP thread each), each decoded once for all the
+caches a run builds (`make features` builds one per experiment), and every file is written to a
 temporary name and renamed, so a run killed at any moment leaves only whole files; a rerun computes
 what is missing or changed and repacks, giving byte for byte the cache an uninterrupted run gives.
 Packing streams clip by clip into a memory-mapped file, so memory does not grow with the dataset.
@@ -138,10 +139,15 @@ def blank_features(config: FeatureConfig) -> np.ndarray:
     return compute_features(np.zeros(0, np.float32), config)
 
 
-def features_of_file(path: str | Path, config: FeatureConfig) -> np.ndarray:
+def decode(path: str | Path, config: FeatureConfig) -> np.ndarray:
+    """The signal features are computed from: mono float32 at config.sample_rate, at most max_seconds."""
     from competition.audio import load_audio
 
-    return compute_features(load_audio(path, config.sample_rate, max_seconds=config.max_seconds), config)
+    return load_audio(path, config.sample_rate, max_seconds=config.max_seconds)
+
+
+def features_of_file(path: str | Path, config: FeatureConfig) -> np.ndarray:
+    return compute_features(decode(path, config), config)
 
 
 # ---------------------------------------------------------------- the cache
@@ -191,15 +197,15 @@ class FeatureStore:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def limit_threads():
-    """One BLAS/OpenMP thread in this process: the pool already uses every core, and extra threads
-    per worker only fight over them. The variables cover libraries loaded later; threadpoolctl the
-    ones already loaded (numpy's and scipy's OpenBLAS). Returns the limiter (a context manager)."""
-    for variable in THREAD_VARIABLES:
-        os.environ[variable] = "1"
+def limit_worker_threads() -> None:
+    """A pool worker's initializer: one BLAS/OpenMP thread, as the pool already uses every core and
+    extra threads per worker only fight over them. The variables cover libraries loaded later,
+    threadpoolctl the ones already loaded (numpy's and scipy's OpenBLAS)."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(1)
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = "1"
+    threadpool_limits(1)
 
 
 def available_cores() -> int:
@@ -224,55 +230,70 @@ def _write_atomically(target: Path, write) -> None:
     os.replace(tmp, target)
 
 
-def _compute_clip(job: tuple[str, str, dict]) -> str | None:
-    """Features of one file, written atomically; returns the decoding error, or None."""
+def _compute_clip(job: tuple[str, list[tuple[str, dict]]]) -> None:
+    """Features of one file for every cache that lacks them, decoding it once per sample rate; each
+    written atomically."""
     from competition.audio import AudioError
 
-    source, target, params = job
-    config = FeatureConfig(**params)
-    target = Path(target)
-    error = None
-    try:
-        features = features_of_file(source, config)
-    except AudioError as problem:
-        features, error = blank_features(config), str(problem)
-    # The failure note goes first: a clip file on disk always has its note, if it needs one.
-    if error:
-        _write_atomically(_failure_path(target), lambda handle: handle.write(error.encode()))
-    else:
-        _failure_path(target).unlink(missing_ok=True)
-    _write_atomically(target, lambda handle: np.save(handle, features.astype(np.float16)))
-    return error
+    source, targets = job
+    decoded: dict[tuple, tuple[np.ndarray | None, str | None]] = {}
+    for target, params in targets:
+        config = FeatureConfig(**params)
+        decoding = (config.sample_rate, config.max_seconds)
+        if decoding not in decoded:
+            try:
+                decoded[decoding] = (decode(source, config), None)
+            except AudioError as problem:
+                decoded[decoding] = (None, str(problem))
+        signal_, error = decoded[decoding]
+        features = blank_features(config) if error else compute_features(signal_, config)
+        target = Path(target)
+        # The failure note goes first: a clip file on disk always has its note, if it needs one.
+        if error:
+            _write_atomically(_failure_path(target), lambda handle: handle.write(error.encode()))
+        else:
+            _failure_path(target).unlink(missing_ok=True)
+        _write_atomically(target, lambda handle: np.save(handle, features.astype(np.float16)))
 
 
-def compute_clips(table: pd.DataFrame, clips_dir: Path, config: FeatureConfig, *, workers: int,
-                  signatures: dict[str, str], desc: str) -> int:
-    """Compute every clip whose file is missing; return how many were computed."""
+def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], *, signatures: dict[str, str],
+                  workers: int, desc: str) -> int:
+    """Compute every clip file missing from the caches ({clips_dir: config}), each source decoded once
+    for all of them; return how many sources were decoded."""
     from tqdm import tqdm
 
-    clips_dir.mkdir(parents=True, exist_ok=True)
-    missing = [fname for fname in table["fname"] if not _clip_path(clips_dir, fname, signatures[fname]).exists()]
+    for clips_dir in caches:
+        clips_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for fname, source in zip(table["fname"], table["path"]):
+        targets = [(str(path), config.__dict__) for clips_dir, config in caches.items()
+                   if not (path := _clip_path(clips_dir, fname, signatures[fname])).exists()]
+        if targets:
+            jobs.append((int(signatures[fname].split("-")[0]), source, targets))
     # Longest first (file size, the signature's first part, stands for length), so no long clip is
     # left alone on one core at the end.
-    missing.sort(key=lambda fname: -int(signatures[fname].split("-")[0]))
-    source_of = dict(zip(table["fname"], table["path"]))
-    jobs = [(source_of[f], str(_clip_path(clips_dir, f, signatures[f])), config.__dict__) for f in missing]
+    jobs = [(source, targets) for _, source, targets in sorted(jobs, key=lambda job: -job[0])]
     if not jobs:
         return 0
     progress = tqdm(total=len(jobs), desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True)
     if workers > 1 and len(jobs) > 1:
         import multiprocessing
 
-        # Import the decoder and build the filterbank once here, so forked workers start warm.
+        # Import the decoder and build the filterbanks once here, so forked workers start warm.
         import competition.audio  # noqa: F401
 
-        blank_features(config)
+        for config in caches.values():
+            blank_features(config)
         # fork: workers inherit the imported modules instead of importing them again.
-        with multiprocessing.get_context("fork").Pool(workers, initializer=limit_threads) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=limit_worker_threads) as pool:
             for _ in pool.imap_unordered(_compute_clip, jobs, chunksize=4):
                 progress.update()
     else:
-        with limit_threads():
+        from threadpoolctl import threadpool_limits
+
+        # In this process only for the loop: the variables stay as they are for what runs next
+        # (training sets its own threads).
+        with threadpool_limits(1):
             for job in jobs:
                 _compute_clip(job)
                 progress.update()
@@ -377,35 +398,54 @@ def failure_reasons(store: FeatureStore, clips_dir: Path) -> dict[str, str]:
 def build_features(workspace: Workspace, dataset: str, splits: dict[str, pd.DataFrame],
                    config: FeatureConfig, *, workers: int | None = None) -> dict[str, FeatureStore]:
     """Make sure every split's cache is complete and current; return the opened stores."""
-    root = cache_dir(workspace, dataset, config)
-    params = root / "params.json"
-    if not params.exists():
-        atomic_write_text(params, json.dumps(config.output_params(), indent=1, sort_keys=True))
+    return build_feature_sets(workspace, dataset, splits, [config], workers=workers)[config.key]
+
+
+def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.DataFrame],
+                       configs: list[FeatureConfig], *, workers: int | None = None
+                       ) -> dict[str, dict[str, FeatureStore]]:
+    """The caches of several feature configs in one pass, each clip decoded once for all of them
+    (`make features` with a log-mel and an MFCC experiment decodes the audio once, not twice).
+    Returns {config.key: {split: store}}."""
+    configs = list({config.key: config for config in configs}.values())
     workers = workers or available_cores()
-    stores = {}
+    roots = {config.key: cache_dir(workspace, dataset, config) for config in configs}
+    for config in configs:
+        params = roots[config.key] / "params.json"
+        if not params.exists():
+            atomic_write_text(params, json.dumps(config.output_params(), indent=1, sort_keys=True))
+    stores: dict[str, dict[str, FeatureStore]] = {config.key: {} for config in configs}
     for split, table in splits.items():
         if table.empty:
             continue
-        split_dir = root / split
-        clips_dir = root / "clips" / split
         signatures = {f: source_signature(p) for f, p in zip(table["fname"], table["path"])}
-        manifest = split_dir / "manifest.json"
-        if not (manifest.exists() and json.loads(manifest.read_text()) == signatures):
-            _remove_leftovers(root)
-            compute_clips(table, clips_dir, config, workers=workers, signatures=signatures,
-                          desc=f"{dataset} {config.kind} {split}")
-            failed = {f: _failure_path(_clip_path(clips_dir, f, signatures[f])) for f in table["fname"]}
-            failed = {f: path.read_text() for f, path in failed.items() if path.exists()}
-            if failed and split == "train":
-                listing = "\n".join(f"  {error}" for error in list(failed.values())[:20])
-                raise FeatureError(f"{len(failed)} train clip(s) could not be decoded; fix them or remove "
-                                   f"them from the dataset's CSV:\n{listing}")
-            pack_split(table, clips_dir, split_dir, signatures, with_stats=(split == "train"))
-            _remove_stale_clips(clips_dir, signatures)
-        stores[split] = FeatureStore.open(split_dir)
-        failed = failure_reasons(stores[split], clips_dir)
+        stale = [config for config in configs if not _pack_is_current(roots[config.key] / split, signatures)]
+        if stale:
+            for config in stale:
+                _remove_leftovers(roots[config.key])
+            caches = {roots[config.key] / "clips" / split: config for config in stale}
+            kinds = "+".join(dict.fromkeys(config.kind for config in stale))
+            compute_clips(table, caches, signatures=signatures, workers=workers, desc=f"{dataset} {kinds} {split}")
+            for clips_dir, config in caches.items():
+                failed = {f: _failure_path(_clip_path(clips_dir, f, signatures[f])) for f in table["fname"]}
+                failed = {f: path.read_text() for f, path in failed.items() if path.exists()}
+                if failed and split == "train":
+                    listing = "\n".join(f"  {error}" for error in list(failed.values())[:20])
+                    raise FeatureError(f"{len(failed)} train clip(s) could not be decoded; fix them or remove "
+                                       f"them from the dataset's CSV:\n{listing}")
+                pack_split(table, clips_dir, roots[config.key] / split, signatures, with_stats=(split == "train"))
+                _remove_stale_clips(clips_dir, signatures)
+        failed = {}
+        for config in configs:
+            store = stores[config.key][split] = FeatureStore.open(roots[config.key] / split)
+            failed.update(failure_reasons(store, roots[config.key] / "clips" / split))
         if failed:
             listing = "\n".join(f"  {error}" for error in failed.values())
             print(f"warning: {len(failed)} {split} clip(s) could not be decoded; they get a blank input "
                   f"and still a row in the submission:\n{listing}", file=sys.stderr)
     return stores
+
+
+def _pack_is_current(split_dir: Path, signatures: dict[str, str]) -> bool:
+    manifest = split_dir / "manifest.json"
+    return manifest.exists() and json.loads(manifest.read_text()) == signatures

@@ -177,9 +177,8 @@ def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
     workspace = workspace_with(tmp_path / "kit", competition)
     config = tiny_config("mfcc")
     computed = []
-    original = features.features_of_file
-    monkeypatch.setattr(features, "features_of_file", lambda path, cfg: computed.append(Path(path).name)
-                        or original(path, cfg))
+    original = features.decode
+    monkeypatch.setattr(features, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
     build(workspace, config, workers=1)
     assert len(computed) == 12  # every clip once, the 2 undecodable test clips included
     computed.clear()
@@ -199,6 +198,24 @@ def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
     assert cache_files(workspace, config) == cache_files(fresh, config)  # stale clip files are gone too
 
 
+def test_several_configs_decode_each_clip_once_and_match_single_builds(tmp_path, competition, monkeypatch):
+    configs = [tiny_config("logmel"), tiny_config("mfcc"), FeatureConfig(kind="wave", sample_rate=8000)]
+    decoded = []
+    original = features.decode
+    monkeypatch.setattr(features, "decode", lambda path, cfg: decoded.append((Path(path).name, cfg.sample_rate))
+                        or original(path, cfg))
+    together = workspace_with(tmp_path / "together", competition)
+    index = get_dataset("demo").index(together.dataset_dir("demo"))
+    stores = features.build_feature_sets(together, "demo", {"train": index.train, "test": index.test},
+                                         configs + [tiny_config("logmel")], workers=1)
+    assert list(stores) == [config.key for config in configs]
+    assert len(decoded) == 2 * (12 + 6)  # once per clip at 22,050 Hz, once at 8,000 Hz
+    for config in configs:
+        alone = workspace_with(tmp_path / config.kind, competition)
+        build(alone, config, workers=2)
+        assert cache_files(alone, config) == cache_files(together, config)
+
+
 def test_parallel_and_serial_caches_are_identical(tmp_path, competition):
     serial, parallel = workspace_with(tmp_path / "serial", competition), workspace_with(tmp_path / "parallel", competition)
     config = tiny_config()
@@ -216,10 +233,21 @@ def _threads_in_worker(_) -> tuple[list[int], list[str]]:
 
 def test_workers_run_one_blas_and_openmp_thread_each():
     features.blank_features(FeatureConfig())  # what the parent loads before forking
-    with multiprocessing.get_context("fork").Pool(2, initializer=features.limit_threads) as pool:
+    with multiprocessing.get_context("fork").Pool(2, initializer=features.limit_worker_threads) as pool:
         for threads, variables in pool.map(_threads_in_worker, range(2)):
             assert threads and set(threads) == {1}
             assert variables == ["1"] * len(features.THREAD_VARIABLES)
+
+
+def test_a_serial_build_leaves_the_callers_threads_alone(tmp_path, competition, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    for variable in features.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    build(workspace_with(tmp_path, competition), tiny_config(), workers=1)
+    assert [pool["num_threads"] for pool in threadpool_info()] == before  # training runs next, in-process
+    assert not any(variable in os.environ for variable in features.THREAD_VARIABLES)
 
 
 # ---------------------------------------------------------------- crash safety
