@@ -13,7 +13,7 @@ KERNEL_TITLE ?= audio tagging kit
 RUNS ?= $(foreach e,$(EXPERIMENTS),$(DATASET)-$(basename $(notdir $(e))))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output predict demo bench test clean
+.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict demo bench bench-quality test clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,8 +38,11 @@ features: venv ## cache features of DATASET for EXPERIMENTS under features/<data
 train: venv ## train EXPERIMENTS on DATASET, one model per fold, into runs/<dataset>-<experiment>/
 	$(KIT) train --dataset $(DATASET) $(EXPERIMENT_ARGS)
 
-ensemble: venv ## blend RUNS (geometric mean) into submissions/NAME.csv and its .json
+ensemble: venv ## blend RUNS (geometric mean, OOF-fitted weights) into submissions/NAME.csv and its .json
 	$(KIT) ensemble $(RUNS) --name $(NAME)
+
+report: venv ## rebuild runs/RUN/report/: CV per fold, per-class accuracy, confusion matrix, learning curves
+	$(KIT) report $(RUN)
 
 validate: venv ## check SUB=path.csv against DATASET's test clips and vocabulary
 	$(KIT) validate --dataset $(DATASET) $(SUB)
@@ -70,6 +73,9 @@ demo: venv ## every step, offline, on a generated demo competition, then a repor
 
 bench: venv ## speed of features (seed, Zafar, librosa, kit on all cores), then of training
 	$(KIT) bench
+
+bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Zafar kernel, ablation (QUICK=1: none)
+	$(KIT) bench-quality $(if $(QUICK),--quick)
 
 test: venv ## run the test suite
 	$(PY) -m pytest -q

@@ -71,9 +71,26 @@ def cmd_ensemble(args, workspace: Workspace) -> None:
     from competition.ensemble import blend_runs
 
     runs = [Path(r) if Path(r).exists() else workspace.runs / r for r in args.runs]
-    path = blend_runs(workspace, runs, args.name)
+    path = blend_runs(workspace, runs, args.name, weights=args.weights)
     record = json.loads(path.with_suffix(".json").read_text())
-    print(f"{path}: CV {record['metric']} {record['cv_score']:.4f} from {len(runs)} run(s)")
+    for member in record["members"]:
+        print(f"  {member['run']}: CV {record['metric']} {member['cv_score']:.4f}, weight {member['weight']:.3f}")
+    print(f"{path}: CV {record['metric']} {record['cv_score']:.4f} from {len(runs)} run(s) ({record['weights']} "
+          f"weights; equal {record['cv_score_equal_weights']:.4f}, fitted {record['cv_score_fitted_weights']:.4f})")
+
+
+def cmd_report(args, workspace: Workspace) -> None:
+    from competition.report import write_report
+
+    run = Path(args.run) if Path(args.run).exists() else workspace.runs / args.run
+    report_dir = write_report(run)
+    print(f"{report_dir}: " + ", ".join(sorted(p.name for p in report_dir.iterdir())))
+
+
+def cmd_bench_quality(args, workspace: Workspace) -> None:
+    from competition.bench_quality import run_quality_bench
+
+    run_quality_bench(workspace, quick=args.quick)
 
 
 def cmd_score(args, workspace: Workspace) -> None:
@@ -164,16 +181,12 @@ def cmd_demo(args, workspace: Workspace) -> None:
 
 
 def cmd_bench(args, workspace: Workspace) -> None:
-    """Features part, then the training part when competition/bench_training.py is there."""
-    import importlib.util
-
+    """Features part, then the training part."""
     from competition.bench_features import run_bench
+    from competition.bench_training import run_training_bench
 
     run_bench(clips=args.clips, workers=args.workers)
-    if importlib.util.find_spec("competition.bench_training") is not None:
-        from competition.bench_training import run_training_bench
-
-        run_training_bench()
+    run_training_bench()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("ensemble", cmd_ensemble, "blend runs into submissions/<name>.csv (+ .json)", dataset=False)
     sub.add_argument("runs", nargs="+", help="run folders or names under runs/")
     sub.add_argument("--name", default="submission")
+    sub.add_argument("--weights", choices=["fitted", "equal"], default="fitted",
+                     help="fitted: minimise the blend's OOF log loss (default); equal: plain geometric mean")
+    sub = step("report", cmd_report, "rebuild runs/<run>/report/ (CV table, per-class accuracy, figures)",
+               dataset=False)
+    sub.add_argument("run", help="run folder or name under runs/")
+    sub = step("bench-quality", cmd_bench_quality, "accuracy on real audio (../shared/data): ESC-10 5-fold CV, "
+               "UrbanSound8K fold 1<->2, kit recipe vs the Zafar kernel recipe, ablation", dataset=False)
+    sub.add_argument("--quick", action="store_true", help="no ablation retraining (TTA ablation only)")
     sub = step("score", cmd_score, "score a submission against the post-competition test labels")
     sub.add_argument("sub", help="submission CSV")
     sub = step("validate", cmd_validate, "check a submission CSV (header, every test fname, 3 known labels)")

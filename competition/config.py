@@ -75,6 +75,11 @@ class ModelConfig:
     arch: str = "cnn2d"
     width: int = 32               # channels of the first block; later blocks multiply it
     dropout: float = 0.3
+    bins_pooling: str = "max"     # 2D backbones, last feature map: max over bins, or "keep" every bin
+
+    def __post_init__(self):
+        if self.bins_pooling not in ("max", "keep"):
+            raise ConfigError(f"model.bins_pooling must be max or keep, not {self.bins_pooling!r}")
 
 
 @dataclass(frozen=True)

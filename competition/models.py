@@ -45,12 +45,14 @@ def _add_channel(x):
     return layers.Reshape((-1, x.shape[-1], 1), name="add_channel")(x)
 
 
-def _pool_bins_then_time(x):
-    """(time, bins, channels) maps -> embedding: max over bins, then mean and max over time."""
+def _pool_bins_then_time(x, config: ModelConfig):
+    """(time, bins, channels) maps -> embedding: over bins, max ("max"), or every bin's channels side
+    by side ("keep": where in frequency a pattern sits stays visible); then mean and max over time."""
     from keras import layers
 
-    x = layers.MaxPooling2D((1, x.shape[2]), name="max_over_bins")(x)
-    x = layers.Reshape((-1, x.shape[-1]), name="drop_bins_axis")(x)
+    if config.bins_pooling == "max":
+        x = layers.MaxPooling2D((1, x.shape[2]), name="max_over_bins")(x)
+    x = layers.Reshape((-1, x.shape[2] * x.shape[3]), name="drop_bins_axis")(x)
     return _pool_time(x)
 
 
@@ -73,7 +75,7 @@ def cnn2d_backbone(x, config: ModelConfig):
             x = _conv_bn_relu(x, config.width * multiplier, f"block{i}_{j}")
         if pool:
             x = layers.MaxPooling2D((2, 2), name=f"block{i}_pool")(x)
-    return _pool_bins_then_time(x)
+    return _pool_bins_then_time(x, config)
 
 
 def resnet2d_backbone(x, config: ModelConfig):
@@ -96,7 +98,7 @@ def resnet2d_backbone(x, config: ModelConfig):
             y = _conv_bn_relu(x, config.width * multiplier, f"{name}_a", strides=strides)
             y = _conv_bn_relu(y, config.width * multiplier, f"{name}_b", relu=False)
             x = layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
-    return _pool_bins_then_time(x)
+    return _pool_bins_then_time(x, config)
 
 
 def cnn1d_backbone(x, config: ModelConfig):

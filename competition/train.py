@@ -150,15 +150,25 @@ class FoldTrainer:
         progress = (epoch - WARMUP_EPOCHS) / max(1, settings.epochs - WARMUP_EPOCHS)
         return settings.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def epoch_dataset(self, epoch: int):
-        """The tf.data input of one epoch; its order and augmentation depend only on (seed, fold, epoch)."""
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.fit_positions) // self.experiment.train.batch_size)
+
+    def training_dataset(self, first_epoch: int):
+        """The tf.data input of every epoch from `first_epoch` on, end to end, for one `fit` call (a
+        `fit` per epoch costs a pipeline start-up each time). Each epoch's order and augmentation
+        depend only on (seed, fold, epoch)."""
         settings = self.experiment.train
         store = self.stores["train"]
         fit = self.fit_positions
-        return input_pipeline(
-            lambda: training_batches(store, self.fit_rows, self.targets[fit], self.weights[fit], settings,
-                                     self.length, np.random.default_rng([settings.seed, self.fold, epoch])),
-            -(-len(fit) // settings.batch_size), self.length, store.frames.shape[1], len(self.dataset.labels))
+
+        def batches():
+            for epoch in range(first_epoch, settings.epochs):
+                yield from training_batches(store, self.fit_rows, self.targets[fit], self.weights[fit], settings,
+                                            self.length, np.random.default_rng([settings.seed, self.fold, epoch]))
+
+        return input_pipeline(batches, self.batches_per_epoch * (settings.epochs - first_epoch), self.length,
+                              store.frames.shape[1], len(self.dataset.labels))
 
     def _new_model(self):
         store = self.stores["train"]
@@ -182,32 +192,44 @@ class FoldTrainer:
             keras.utils.set_random_seed(settings.seed * 1000 + self.fold)
             model = self._new_model()
             state = {"epoch": -1, "best_score": -1.0, "best_epoch": -1, "history": []}
-        metric = self.dataset.metric
-        for epoch in range(state["epoch"] + 1, settings.epochs):
-            if settings.keep_epoch == "best" and epoch - state["best_epoch"] > settings.patience:
-                break
-            reseed_dropout(model, (settings.seed * 1000 + self.fold) * 1000 + epoch)
-            model.optimizer.learning_rate.assign(self._learning_rate(epoch))
-            started = time.perf_counter()
-            fit = model.fit(self.epoch_dataset(epoch), epochs=1, verbose=0, shuffle=False)
-            fit_seconds = time.perf_counter() - started
-            _, val_score = self.validate(model, n_crops=1)
-            record = {"epoch": epoch, "loss": float(fit.history["loss"][-1]), f"val_{metric}": val_score,
-                      "learning_rate": self._learning_rate(epoch), "fit_seconds": round(fit_seconds, 2),
-                      "seconds": round(time.perf_counter() - started, 2)}
-            state["history"].append(record)
-            if val_score > state["best_score"]:
-                state.update(best_score=val_score, best_epoch=epoch)
-                if settings.keep_epoch == "best":
-                    _save_model(model, self.dir / "best.keras")
-            state["epoch"] = epoch
-            self._save_checkpoint(model, state)
-            progress.set_postfix(fold=self.fold, epoch=epoch, loss=f"{record['loss']:.3f}",
-                                 val=f"{val_score:.3f}", best=f"{state['best_score']:.3f}")
-            progress.update()
+        first_epoch = state["epoch"] + 1
+        if first_epoch < settings.epochs and not self.should_stop(state, first_epoch):
+            model.fit(self.training_dataset(first_epoch), initial_epoch=first_epoch, epochs=settings.epochs,
+                      steps_per_epoch=self.batches_per_epoch, verbose=0, shuffle=False,
+                      callbacks=[_epoch_boundaries(self, state, progress)])
         if settings.keep_epoch == "last":
             _save_model(model, self.dir / "best.keras")
         return self._finish(state)
+
+    def should_stop(self, state: dict, next_epoch: int) -> bool:
+        """Early stopping: no OOF gain for `patience` epochs (only when the best epoch is kept)."""
+        settings = self.experiment.train
+        return settings.keep_epoch == "best" and next_epoch - state["best_epoch"] > settings.patience
+
+    def begin_epoch(self, model, epoch: int) -> None:
+        settings = self.experiment.train
+        reseed_dropout(model, (settings.seed * 1000 + self.fold) * 1000 + epoch)
+        model.optimizer.learning_rate.assign(self._learning_rate(epoch))
+        self._epoch_started = time.perf_counter()
+
+    def end_epoch(self, model, epoch: int, loss: float, state: dict, progress) -> None:
+        """Score the held-out fold, keep the best model, checkpoint; `state` records it all."""
+        settings = self.experiment.train
+        fit_seconds = time.perf_counter() - self._epoch_started
+        _, val_score = self.validate(model, n_crops=1)
+        record = {"epoch": epoch, "loss": loss, f"val_{self.dataset.metric}": val_score,
+                  "learning_rate": self._learning_rate(epoch), "fit_seconds": round(fit_seconds, 2),
+                  "seconds": round(time.perf_counter() - self._epoch_started, 2)}
+        state["history"].append(record)
+        if val_score > state["best_score"]:
+            state.update(best_score=val_score, best_epoch=epoch)
+            if settings.keep_epoch == "best":
+                _save_model(model, self.dir / "best.keras")
+        state["epoch"] = epoch
+        self._save_checkpoint(model, state)
+        progress.set_postfix(fold=self.fold, epoch=epoch, loss=f"{loss:.3f}", val=f"{val_score:.3f}",
+                             best=f"{state['best_score']:.3f}")
+        progress.update()
 
     def _save_checkpoint(self, model, state: dict) -> None:
         """The model (with optimizer state) first, then the state naming its epoch: a kill between the
@@ -237,6 +259,21 @@ class FoldTrainer:
         (self.dir / "checkpoint.keras").unlink(missing_ok=True)
         (self.dir / "state.json").unlink(missing_ok=True)
         return summary
+
+
+def _epoch_boundaries(trainer: FoldTrainer, state: dict, progress):
+    """The Keras callback that hands each epoch's start and end to the trainer."""
+    import keras
+
+    class EpochBoundaries(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            trainer.begin_epoch(self.model, epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            trainer.end_epoch(self.model, epoch, float(logs["loss"]), state, progress)
+            self.model.stop_training = trainer.should_stop(state, epoch + 1)
+
+    return EpochBoundaries()
 
 
 def _save_model(model, path: Path) -> None:

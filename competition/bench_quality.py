@@ -1,0 +1,210 @@
+"""Quality on real recordings (`make bench-quality`): the kit's default recipe against a peer baseline.
+
+Protocols, on the copies in ../shared/data beside the kit (skipped, with a message, when absent):
+
+    ESC-10         5-fold cross-validation on the dataset's predefined folds (400 clips, 10 classes)
+    UrbanSound8K   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
+
+Recipes, each trained by the kit's own `train_experiment` on the same folds:
+
+    kit    experiments/logmel-cnn.toml, the default recipe
+    Zafar  experiments/zafar-mfcc-cnn.toml, the recipe of Zafar's Kaggle kernel (the peer baseline)
+
+Every model is the one of its last epoch (`keep_epoch = "last"`), so the test fold never picks an
+epoch or stops training: the numbers are test numbers, not validation numbers. Epochs are set per
+dataset (small ESC-10 folds need more passes for the same number of steps) and printed.
+
+The ablation (not with --quick) retrains the kit recipe on ESC-10 without each part: SpecAugment
+masking, mixup; it re-predicts the kit's fold models with one centre crop instead of TTA (no
+training), and blends the kit with a second architecture (equal-weight geometric mean: fitting
+blend weights on the test folds would leak). Runs land in runs/bench-<dataset>-<recipe>-<hash>/ of
+the workspace with their reports, so a rerun reuses whatever finished; the tables also go to
+runs/bench-quality.json.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.workspace import Workspace, atomic_write_text
+
+KIT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = KIT_ROOT.parent / "shared" / "data"
+EXPERIMENTS = KIT_ROOT / "experiments"
+KIT_RECIPE = EXPERIMENTS / "logmel-cnn.toml"
+PEER_RECIPE = EXPERIMENTS / "zafar-mfcc-cnn.toml"
+SECOND_ARCHITECTURE = EXPERIMENTS / "resnet-logmel.toml"
+TARGETS = {"esc10": 0.92, "urbansound8k": 0.70}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    dataset: str
+    title: str
+    epochs: int              # per recipe run on this dataset
+    folds: tuple[int, ...]   # the folds used (UrbanSound8K: the two we have)
+
+    def fold_name(self, fold: int) -> str:
+        """How a held-out fold reads in the tables: its number, or train->test for two folds."""
+        if len(self.folds) == 2:
+            (other,) = [f for f in self.folds if f != fold]
+            return f"{other}->{fold}"
+        return f"fold {fold}"
+
+
+ESC10 = Protocol("esc10", "ESC-10, 5-fold CV on the predefined folds", epochs=60, folds=(1, 2, 3, 4, 5))
+URBANSOUND8K = Protocol("urbansound8k", "UrbanSound8K, train on one fold, test on the other", epochs=30, folds=(1, 2))
+
+
+def _shared_copy(shared: Path, protocol: Protocol, workspace: Workspace) -> Path | None:
+    """The dataset's folder in the kit's layout, or None when ../shared does not hold it."""
+    if protocol.dataset == "esc10":
+        folder = shared / "esc10"
+        return folder if folder.is_dir() else None
+    flac = shared / "urbansound8k"
+    if not flac.is_dir():
+        return None
+    wav = workspace.data / "bench-urbansound8k"
+    converter = shared.parent / "bin" / "urbansound8k-wav"
+    # The shared copy is FLAC; its own script writes the dataset's WAV layout (files already there are kept).
+    subprocess.run([sys.executable, str(converter), str(wav)], check=True, stdout=subprocess.DEVNULL)
+    return wav
+
+
+def _index(dataset, root: Path, protocol: Protocol):
+    from competition.datasets import Index
+
+    index = dataset.index(root)
+    train = index.train[index.train["fold"].isin(protocol.folds)].reset_index(drop=True)
+    return Index(train, index.test)
+
+
+def _experiment(recipe: Path, protocol: Protocol, **train_changes):
+    from competition.config import load_experiment
+
+    experiment = load_experiment(recipe)
+    changes = {"epochs": protocol.epochs, "keep_epoch": "last", **train_changes}
+    return experiment.with_overrides(train=changes)
+
+
+def _train(workspace: Workspace, dataset, index, experiment) -> Path:
+    from competition.train import train_experiment
+
+    name = f"bench-{dataset.name}-{experiment.name}-{experiment.hash}"
+    return train_experiment(workspace, dataset, index, experiment, run_name=name)
+
+
+def fold_scores(true_ids: np.ndarray, probs: np.ndarray, folds: np.ndarray, protocol: Protocol) -> dict:
+    """Accuracy and MAP@3 per held-out fold, and their means over folds."""
+    from competition.metrics import accuracy, map_at_k
+
+    scores = {protocol.fold_name(f): {"accuracy": accuracy(true_ids[folds == f], probs[folds == f]),
+                                      "map@3": map_at_k(true_ids[folds == f], probs[folds == f])}
+              for f in protocol.folds}
+    scores["mean"] = {metric: float(np.mean([s[metric] for s in scores.values()])) for metric in ("accuracy", "map@3")}
+    return scores
+
+
+def _run_scores(run_dir: Path, index, protocol: Protocol) -> dict:
+    oof = np.load(run_dir / "oof.npz")
+    folds = index.train.set_index("fname").loc[oof["fnames"], "fold"].to_numpy()
+    scores = fold_scores(oof["true_ids"], oof["probs"], folds, protocol)
+    histories = [pd.read_csv(path) for path in sorted(run_dir.glob("fold-*/history.csv"))]
+    scores["train_seconds"] = float(sum(h["seconds"].sum() for h in histories))
+    return scores
+
+
+def _without_tta(run_dir: Path, workspace: Workspace, dataset, index, experiment, protocol: Protocol) -> dict:
+    """The run's fold models re-scored on one centre crop per clip instead of its TTA crops."""
+    import keras
+
+    from competition.features import build_features
+    from competition.folds import load_or_make_folds
+    from competition.train import FoldTrainer
+
+    stores = build_features(workspace, dataset.name, {"train": index.train}, experiment.features)
+    folds = load_or_make_folds(workspace, dataset, index.train, experiment.folds.k, experiment.folds.seed)
+    true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    probs = np.zeros((len(index.train), len(dataset.labels)), np.float32)
+    for fold in protocol.folds:
+        trainer = FoldTrainer(run_dir, fold, experiment, dataset, stores, index.train, folds, index.test)
+        probs[trainer.val_positions], _ = trainer.validate(keras.models.load_model(trainer.dir / "model.keras"), 1)
+    return fold_scores(true_ids, probs, index.train["fold"].to_numpy(), protocol)
+
+
+def _blend(run_dirs: list[Path], index, protocol: Protocol) -> dict:
+    from competition.ensemble import geometric_mean
+
+    members = [np.load(run_dir / "oof.npz") for run_dir in run_dirs]
+    folds = index.train.set_index("fname").loc[members[0]["fnames"], "fold"].to_numpy()
+    blend = geometric_mean([m["probs"] for m in members])
+    return fold_scores(members[0]["true_ids"], blend, folds, protocol)
+
+
+def _table(rows: dict[str, dict], protocol: Protocol) -> str:
+    columns = [protocol.fold_name(f) for f in protocol.folds] + ["mean"]
+    lines = [f"{'recipe':<44}" + "".join(f"{c:>9}" for c in columns) + f"{'MAP@3':>9}{'train s':>9}"]
+    for name, scores in rows.items():
+        seconds = scores.get("train_seconds")
+        lines.append(f"{name:<44}" + "".join(f"{scores[c]['accuracy']:>9.4f}" for c in columns)
+                     + f"{scores['mean']['map@3']:>9.4f}" + (f"{seconds:>9.0f}" if seconds is not None else f"{'-':>9}"))
+    return "\n".join(lines)
+
+
+def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path = SHARED_DATA) -> dict:
+    """Train, score and print every protocol present under `shared`; returns the numbers."""
+    from competition.config import load_experiment
+    from competition.datasets import get_dataset
+
+    if not shared.is_dir():
+        print(f"bench-quality skipped: {shared} not found (the shared ESC-10 and UrbanSound8K copies live "
+              f"in ../shared/data beside the kit's checkout)")
+        return {}
+    started = time.perf_counter()
+    results: dict = {}
+    outputs = []
+    for protocol in (ESC10, URBANSOUND8K):
+        root = _shared_copy(shared, protocol, workspace)
+        if root is None:
+            print(f"{protocol.title}: skipped, {shared / protocol.dataset} not found")
+            continue
+        dataset = get_dataset(protocol.dataset)
+        index = _index(dataset, root, protocol)
+        kit = _experiment(KIT_RECIPE, protocol)
+        runs = {"kit: " + kit.name: _train(workspace, dataset, index, kit),
+                "Zafar kernel (peer): " + load_experiment(PEER_RECIPE).name:
+                    _train(workspace, dataset, index, _experiment(PEER_RECIPE, protocol))}
+        rows = {name: _run_scores(run_dir, index, protocol) for name, run_dir in runs.items()}
+        kit_run = runs["kit: " + kit.name]
+        rows["kit without TTA (one centre crop)"] = _without_tta(kit_run, workspace, dataset, index, kit, protocol)
+        if protocol is ESC10 and not quick:
+            for label, changes in (("kit without SpecAugment masking", {"time_masks": 0, "freq_masks": 0}),
+                                   ("kit without mixup", {"mixup_alpha": 0.0})):
+                rows[label] = _run_scores(_train(workspace, dataset, index, _experiment(KIT_RECIPE, protocol, **changes)),
+                                          index, protocol)
+            second = _train(workspace, dataset, index, _experiment(SECOND_ARCHITECTURE, protocol))
+            second_name = load_experiment(SECOND_ARCHITECTURE).name
+            rows[f"second architecture: {second_name}"] = _run_scores(second, index, protocol)
+            rows[f"kit + {second_name} (geometric mean)"] = _blend([kit_run, second], index, protocol)
+        target = TARGETS[protocol.dataset]
+        reached = rows["kit: " + kit.name]["mean"]["accuracy"]
+        text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds ({protocol.epochs} epochs, "
+                f"last epoch kept)\n{_table(rows, protocol)}\n"
+                f"target: kit mean accuracy >= {target:.2f}: {'met' if reached >= target else 'NOT met'} "
+                f"({reached:.4f})")
+        print(text, flush=True)
+        outputs.append(text)
+        results[protocol.dataset] = rows
+    if results:
+        print(f"\nbench-quality: {time.perf_counter() - started:.0f}s wall")
+        atomic_write_text(workspace.runs / "bench-quality.json", json.dumps(results, indent=1))
+        atomic_write_text(workspace.runs / "bench-quality.txt", "\n".join(outputs) + "\n")
+    return results
