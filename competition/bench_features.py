@@ -86,11 +86,11 @@ def _librosa_logmel(path: str, config) -> np.ndarray:
 
 def _run_method(method: str, paths: list[str], work_dir: Path, workers: int) -> dict:
     """Time one method over all paths in this process; its first clip once more, untimed, before."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     config = _kit_feature_config()
     if method == "a":
+        import matplotlib
+
+        matplotlib.use("Agg")
         (work_dir / "png").mkdir(parents=True, exist_ok=True)
         one = lambda path: _seed_png(path, work_dir / "png")  # noqa: E731
     elif method == "b":

@@ -257,9 +257,9 @@ def _compute_clip(job: tuple[str, list[tuple[str, dict]]]) -> None:
 
 
 def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], *, signatures: dict[str, str],
-                  workers: int, desc: str) -> int:
+                  workers: int, desc: str) -> None:
     """Compute every clip file missing from the caches ({clips_dir: config}), each source decoded once
-    for all of them; return how many sources were decoded."""
+    for all of them."""
     from tqdm import tqdm
 
     for clips_dir in caches:
@@ -274,7 +274,7 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], *, sig
     # left alone on one core at the end.
     jobs = [(source, targets) for _, source, targets in sorted(jobs, key=lambda job: -job[0])]
     if not jobs:
-        return 0
+        return
     progress = tqdm(total=len(jobs), desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True)
     if workers > 1 and len(jobs) > 1:
         import multiprocessing
@@ -298,7 +298,6 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], *, sig
                 _compute_clip(job)
                 progress.update()
     progress.close()
-    return len(jobs)
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:

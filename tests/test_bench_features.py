@@ -1,0 +1,18 @@
+"""`make bench`, features part: the table on generated clips (the shared ESC-10 copy hidden)."""
+
+import pytest
+
+from competition import bench_features
+
+
+@pytest.mark.slow
+def test_bench_prints_every_method_on_the_same_generated_clips(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench_features, "SHARED_ESC10", tmp_path / "absent")
+    monkeypatch.setattr(bench_features, "GENERATED_CLIPS", 6)
+    result = bench_features.run_bench(workers=2)
+    out = capsys.readouterr().out
+    assert "features bench: 6 generated clips (16-bit WAV, 44.1 kHz, 5 s;" in out
+    for key in ("a", "b", "c", "d", "d'"):
+        assert f"({key}) " in out and result["rows"][key]["clips_per_second"] > 0
+        assert result["rows"][key]["peak_bytes"] > 10 * 2**20
+    assert "warm rerun, nothing to compute" in out and "targets: (d) >= 4x (a):" in out
