@@ -13,7 +13,7 @@ KERNEL_TITLE ?= audio tagging kit
 RUNS ?= $(foreach e,$(EXPERIMENTS),$(DATASET)-$(basename $(notdir $(e))))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict demo bench bench-quality test clean
+.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict transfer demo bench bench-quality test clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,9 @@ kernel-status: venv ## state of the pushed kernels (KERNEL=slug for one)
 
 kernel-output: venv ## download pushed kernels' outputs into runs/<slug>/ (KERNEL=slug for one)
 	$(KIT) kernel-output $(KERNEL)
+
+transfer: venv ## fine-tune BASE=<run> on DATASET (default urbansound8k, its predefined folds) into runs/
+	$(KIT) transfer --base $(BASE) --dataset $(if $(filter command line,$(origin DATASET)),$(DATASET),urbansound8k)
 
 predict: venv ## top-3 tags of FILES='a.wav b.wav' from RUN=<run>
 	$(KIT) predict --run $(RUN) $(FILES)

@@ -165,6 +165,16 @@ def cmd_kernel_output(args, workspace: Workspace) -> None:
             print(f"  submit it: make submit SUB={folder / 'submission.csv'}")
 
 
+def cmd_transfer(args, workspace: Workspace) -> None:
+    from competition.transfer import run_transfer
+
+    base = Path(args.base) if Path(args.base).exists() else workspace.runs / args.base
+    run_dir = run_transfer(workspace, base, args.dataset, Path(args.experiment), run_name=args.run)
+    scores = json.loads((run_dir / "scores.json").read_text())
+    folds = "  ".join(f"fold {k}: {v:.4f}" for k, v in scores["folds"].items())
+    print(f"{run_dir}: {scores['metric']} {folds}  OOF {scores['oof']:.4f}")
+
+
 def cmd_predict(args, workspace: Workspace) -> None:
     from competition.predict import predict_files
 
@@ -258,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = step(name, handler, help, dataset=False)
         sub.add_argument("kernels", nargs="*", help="slugs or owner/slug refs (default: every kernel pushed "
                          "from kernels/build/)")
+    sub = step("transfer", cmd_transfer, "train a dataset's folds from a base run's backbone weights")
+    sub.add_argument("--base", required=True, help="base run folder or name under runs/")
+    sub.add_argument("--experiment", default="experiments/transfer-urbansound8k.toml",
+                     help="fine-tuning settings (features and model come from the base run)")
+    sub.add_argument("--run", help="run folder name (default: <dataset>-<experiment>-from-<base>)")
     sub = step("predict", cmd_predict, "top-3 tags of audio files from a trained run", dataset=False)
     sub.add_argument("--run", required=True, help="run folder or name under runs/")
     sub.add_argument("files", nargs="+")

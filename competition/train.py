@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from competition.batches import class_balance_weights, soft_targets, training_batches, tta_crops
-from competition.config import Experiment
+from competition.config import Experiment, config_hash
 from competition.datasets import Dataset, Index
 from competition.features import FeatureStore, build_features
 from competition.folds import load_or_make_folds
@@ -130,8 +130,10 @@ class FoldTrainer:
     """Trains one fold with checkpoints after every epoch and early stopping on the fold's OOF metric."""
 
     def __init__(self, run_dir: Path, fold: int, experiment: Experiment, dataset: Dataset,
-                 stores: dict[str, FeatureStore], train: pd.DataFrame, folds: pd.Series, test: pd.DataFrame):
+                 stores: dict[str, FeatureStore], train: pd.DataFrame, folds: pd.Series, test: pd.DataFrame,
+                 *, base_model: Path | None = None):
         self.dir = run_dir / f"fold-{fold}"
+        self.base_model = base_model
         self.fold, self.experiment, self.dataset = fold, experiment, dataset
         self.stores, self.train_table, self.test_table = stores, train, test
         self.ids, self.targets, self.weights = _targets(train, dataset, experiment)
@@ -172,8 +174,15 @@ class FoldTrainer:
 
     def _new_model(self):
         store = self.stores["train"]
-        return compiled_model(self.experiment, store.frames.shape[1], len(self.dataset.labels),
-                              mean=store.mean, std=store.std)
+        model = compiled_model(self.experiment, store.frames.shape[1], len(self.dataset.labels),
+                               mean=store.mean, std=store.std)
+        if self.base_model is not None:
+            import keras
+
+            from competition.transfer import copy_backbone_weights
+
+            copy_backbone_weights(keras.models.load_model(self.base_model), model)
+        return model
 
     def validate(self, model, n_crops: int) -> tuple[np.ndarray, float]:
         probs = predict_store(model, self.stores["train"], self.val_rows, self.length, n_crops)
@@ -298,8 +307,10 @@ def _check_run_config(run_dir: Path, record: dict) -> None:
 
 
 def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, experiment: Experiment, *,
-                     run_name: str | None = None, only_folds: list[int] | None = None) -> Path:
-    """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions."""
+                     run_name: str | None = None, only_folds: list[int] | None = None,
+                     base_model: Path | None = None) -> Path:
+    """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions.
+    With `base_model`, every fold starts from that model's backbone weights (transfer)."""
     from tqdm import tqdm
 
     import tensorflow as tf
@@ -311,6 +322,9 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
               "feature_config": asdict(experiment.features), "crop_frames": crop_frames(experiment),
               "tta_crops": experiment.train.tta_crops, "params": experiment.output_params(),
               "labels": list(dataset.labels), "metric": dataset.metric}
+    if base_model is not None:
+        record["base_model"] = str(base_model)
+        record["hash"] = config_hash({"experiment": experiment.hash, "base_model": str(Path(base_model).resolve())})
     _check_run_config(run_dir, record)
     stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features)
     folds = load_or_make_folds(workspace, dataset, index.train, experiment.folds.k, experiment.folds.seed)
@@ -319,7 +333,8 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
     with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run_dir.name}", unit="epoch",
               file=sys.stderr, dynamic_ncols=True) as progress:
         for fold in todo:
-            FoldTrainer(run_dir, int(fold), experiment, dataset, stores, index.train, folds, index.test).run(progress)
+            FoldTrainer(run_dir, int(fold), experiment, dataset, stores, index.train, folds, index.test,
+                        base_model=base_model).run(progress)
             progress.total = progress.n + (len(todo) - todo.index(fold) - 1) * experiment.train.epochs
             progress.refresh()
     if only_folds is None:

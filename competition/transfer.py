@@ -65,3 +65,17 @@ def transfer_experiment(base_run: Path, experiment_file: Path) -> Experiment:
     own = load_experiment(experiment_file)
     return replace(own, features=FeatureConfig(**record["feature_config"]),
                    model=ModelConfig(**record["params"]["model"]))
+
+
+def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: Path,
+                 run_name: str | None = None) -> Path:
+    """Train the target dataset's folds, every fold starting from the base run's best backbone."""
+    from competition.datasets import get_dataset
+    from competition.train import train_experiment
+
+    base_run = Path(base_run)
+    experiment = transfer_experiment(base_run, experiment_file)
+    dataset = get_dataset(dataset_name)
+    index = dataset.index(workspace.dataset_dir(dataset.name))
+    return train_experiment(workspace, dataset, index, experiment, base_model=base_model_path(base_run),
+                            run_name=run_name or f"{dataset.name}-{experiment.name}-from-{base_run.name}")

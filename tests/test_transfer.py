@@ -36,3 +36,45 @@ def test_mismatched_architectures_are_refused():
         copy_backbone_weights(model(arch="cnn2d"), model(arch="resnet2d"))
     with pytest.raises(TransferError, match="do not fit"):
         copy_backbone_weights(model(width=4), model(width=8))
+
+
+TINY = """
+name = "{name}"
+[features]
+n_mels = 32
+[model]
+width = 4
+[train]
+epochs = {epochs}
+batch_size = 8
+crop_seconds = 0.5
+tta_crops = 1
+[folds]
+k = 2
+"""
+
+
+@pytest.mark.slow
+def test_transfer_trains_urbansound8k_folds_from_a_demo_base(workspace, tmp_path):
+    import json
+
+    from test_datasets import make_urbansound8k
+
+    from competition.__main__ import main
+
+    base_toml, transfer_toml = tmp_path / "base.toml", tmp_path / "transfer.toml"
+    base_toml.write_text(TINY.format(name="base", epochs=1))
+    transfer_toml.write_text(TINY.format(name="tune", epochs=1))
+    assert main(["train", "--dataset", "demo", "--experiment", str(base_toml), "--run", "base"]) == 0
+    make_urbansound8k(workspace.root / "us8k", folds_with_audio=(1, 2), per_fold=6)
+    assert main(["data", "--dataset", "urbansound8k", "--from", str(workspace.root / "us8k")]) == 0
+    assert main(["transfer", "--dataset", "urbansound8k", "--base", "base", "--experiment", str(transfer_toml)]) == 0
+    run = workspace.runs / "urbansound8k-tune-from-base"
+    record = json.loads((run / "config.json").read_text())
+    base_record = json.loads((workspace.runs / "base" / "config.json").read_text())
+    assert record["feature_key"] == base_record["feature_key"]  # features come from the base run
+    assert record["base_model"].endswith("model.keras") and len(record["labels"]) == 10
+    # UrbanSound8K's own folds, 1 and 2 (the ones with audio), never reshuffled.
+    assert sorted(p.parent.name for p in run.glob("fold-*/done.json")) == ["fold-1", "fold-2"]
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["metric"] == "accuracy" and set(scores["folds"]) == {"1", "2"}
