@@ -1,4 +1,4 @@
-"""`make bench`, features part: clips per second of four ways to turn audio into model inputs.
+"""`make bench`, features part: clips per second of ways to turn audio into model inputs.
 
 On the same clips, in one run:
 
@@ -8,6 +8,8 @@ On the same clips, in one run:
     (b) a Zafar-style loop: librosa.load at 44,100 Hz, 40 MFCC averaged over time, one clip at a time.
     (c) plain serial librosa log-mel: librosa.load at the kit's rate, melspectrogram, power_to_db,
         with the kit's parameters (the same numbers the kit computes).
+    (c1) the same with BLAS/OpenMP held to one thread, as the kit's workers run: how much of the
+        gap is librosa's threads fighting over the cores rather than its arithmetic.
     (d) the kit: `build_features`, what `make features` runs, on all cores, cold cache.
     (d') the whole command, `python -m competition features`, cold cache: interpreter start,
         imports and indexing included; then its warm rerun.
@@ -45,6 +47,7 @@ METHODS = {
     "a": "seed: librosa.load 22.05k, 80-mel, power_to_db, PNG",
     "b": "Zafar: librosa.load 44.1k, 40 MFCC, serial",
     "c": "plain librosa log-mel, serial",
+    "c1": "the same, BLAS/OpenMP limited to 1 thread",
     "d": "kit: build_features, {workers} workers, cold",
     "d'": "kit: `python -m competition features`, cold",
 }
@@ -212,7 +215,7 @@ def _generate_esc50_layout(root: Path, n_clips: int) -> None:
 
 def run_bench(*, clips: int | None = None, workers: int | None = None) -> dict:
     """Run every method on the same clips, print the table, return the numbers."""
-    from competition.features import available_cores
+    from competition.features import THREAD_VARIABLES, available_cores
 
     workers = workers or available_cores()
     load_before = os.getloadavg()[0]
@@ -224,13 +227,14 @@ def run_bench(*, clips: int | None = None, workers: int | None = None) -> dict:
         print(f"features bench on {what}", flush=True)
         list_file = tmp / "paths.json"
         list_file.write_text(json.dumps(paths))
-        for method in ("a", "b", "c", "d"):
+        one_thread = {variable: "1" for variable in THREAD_VARIABLES}
+        for method in ("a", "b", "c", "c1", "d"):
             print(f"  ({method}) {METHODS[method].format(workers=workers)} ...", flush=True)
             work = tmp / f"work-{method}"
             work.mkdir()
-            command = [sys.executable, "-m", "competition.bench_features", "--child", method, str(list_file),
-                       str(work), str(workers)]
-            _, _, peak, out = _measured(command, env)
+            command = [sys.executable, "-m", "competition.bench_features", "--child", method.rstrip("1"),
+                       str(list_file), str(work), str(workers)]
+            _, _, peak, out = _measured(command, {**env, **one_thread} if method == "c1" else env)
             inner = json.loads(out.strip().splitlines()[-1])
             rows[method] = {**inner, "peak_bytes": peak}
             shutil.rmtree(work)
