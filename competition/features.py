@@ -171,6 +171,11 @@ class FeatureStore:
     mean: np.ndarray              # (bins,) float32, from the train split
     std: np.ndarray
 
+    def __post_init__(self):
+        # clip() runs for every crop of every batch; a pandas lookup there cost more than the crop.
+        self._starts = self.index["start"].to_numpy()
+        self._lengths = self.index["length"].to_numpy()
+
     @classmethod
     def open(cls, split_dir: Path) -> "FeatureStore":
         index = pd.read_csv(split_dir / "index.csv", dtype={"fname": str})
@@ -190,7 +195,7 @@ class FeatureStore:
         return position.loc[list(fnames)].to_numpy()
 
     def clip(self, row: int) -> np.ndarray:
-        start, length = int(self.index["start"].iat[row]), int(self.index["length"].iat[row])
+        start, length = int(self._starts[row]), int(self._lengths[row])
         return self.frames[start:start + length]
 
 
