@@ -195,7 +195,7 @@ def cmd_bench(args, workspace: Workspace) -> None:
     from competition.bench_features import run_bench
     from competition.bench_training import run_training_bench
 
-    run_bench(clips=args.clips, workers=args.workers)
+    run_bench(clips=args.clips, workers=args.workers, generated=args.generated)
     run_training_bench()
 
 
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                dataset=False)
     sub.add_argument("--clips", type=int, help="use only this many clips (default: all 400 ESC-10 clips)")
     sub.add_argument("--workers", type=int, help="processes for the kit's features (default: all cores)")
+    sub.add_argument("--generated", action="store_true",
+                     help="generated WAV clips even where ../shared/data/esc10 (OGG) is present")
     return parser
 
 
