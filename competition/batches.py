@@ -82,6 +82,18 @@ def spec_augment(x: np.ndarray, fill: np.ndarray, *, time_masks: int, freq_masks
     return x
 
 
+def shift_and_gain(x: np.ndarray, *, max_shift: int, gain_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Log-mel frames moved up or down by up to `max_shift` bins (about a pitch shift; the edge bin
+    fills the gap) and raised or lowered by up to `gain_db` dB (a recording level), per example."""
+    if not max_shift and not gain_db:
+        return x
+    n_bins = x.shape[2]
+    shifts = rng.integers(-max_shift, max_shift + 1, size=len(x))
+    source = np.clip(np.arange(n_bins)[None, :] - shifts[:, None], 0, n_bins - 1)  # (examples, bins)
+    x = np.take_along_axis(x, source[:, None, :], axis=2)
+    return x + rng.uniform(-gain_db, gain_db, size=(len(x), 1, 1)).astype(np.float32)
+
+
 def soft_targets(ids: np.ndarray, n_classes: int, smoothing: np.ndarray) -> np.ndarray:
     """One-hot targets with per-row label smoothing (the smoothed mass spread over every class)."""
     smoothing = np.asarray(smoothing, np.float32).reshape(-1, 1)
@@ -98,11 +110,12 @@ def class_balance_weights(ids: np.ndarray, n_classes: int) -> np.ndarray:
 
 def training_batches(store: FeatureStore, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray,
                      settings: TrainConfig, length: int, rng: np.random.Generator) -> Iterator[tuple]:
-    """One epoch of (x, y, sample weight) batches in a random order: crop, mask, mix."""
+    """One epoch of (x, y, sample weight) batches in a random order: crop, shift and gain, mask, mix."""
     order = rng.permutation(len(rows))
     for start in range(0, len(order), settings.batch_size):
         chosen = order[start:start + settings.batch_size]
         x = random_crops(store, rows[chosen], length, rng)
+        x = shift_and_gain(x, max_shift=settings.bin_shift, gain_db=settings.gain_db, rng=rng)
         x = spec_augment(x, store.mean, time_masks=settings.time_masks, freq_masks=settings.freq_masks,
                          fraction=settings.mask_fraction, rng=rng)
         yield mixup(x, targets[chosen], weights[chosen], settings.mixup_alpha, rng)

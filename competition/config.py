@@ -92,6 +92,8 @@ class TrainConfig:
     time_masks: int = 0
     freq_masks: int = 0
     mask_fraction: float = 0.15   # widest mask as a fraction of the axis
+    bin_shift: int = 0            # log-mel only: random shift by up to this many bins (about a pitch shift)
+    gain_db: float = 0.0          # log-mel only: random level change of up to this many dB
     unverified_weight: float = 1.0  # loss weight of manually_verified = 0 rows
     unverified_smoothing: float = 0.0  # label smoothing of manually_verified = 0 rows
     label_smoothing: float = 0.0  # label smoothing of the other (verified) rows
@@ -119,6 +121,11 @@ class Experiment:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     folds: FoldConfig = field(default_factory=FoldConfig)
+
+    def __post_init__(self):
+        if self.features.kind != "logmel" and (self.train.bin_shift or self.train.gain_db):
+            raise ConfigError(f"{self.name}: train.bin_shift and train.gain_db move log-mel bins and levels; "
+                              f"features.kind is {self.features.kind!r}")
 
     def output_params(self) -> dict:
         return {"features": self.features.output_params(), "model": asdict(self.model),

@@ -17,7 +17,7 @@ DEMO_EXPERIMENTS = ("experiments/logmel-cnn.toml", "experiments/mfcc-cnn.toml")
 # Fewer folds and epochs than the recipe files (made for 9,473 Freesound clips), so the demo's
 # 600 clips train in minutes on two CPU cores.
 DEMO_FOLDS = 3
-DEMO_EPOCHS = 25
+DEMO_EPOCHS = 30
 
 
 @contextmanager

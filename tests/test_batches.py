@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from competition.batches import (class_balance_weights, fit_length, mixup, random_crops, soft_targets,
-                                 spec_augment, training_batches, tta_crops, tta_starts)
+from competition.batches import (class_balance_weights, fit_length, mixup, random_crops, shift_and_gain,
+                                 soft_targets, spec_augment, training_batches, tta_crops, tta_starts)
 from competition.config import TrainConfig
 
 
@@ -85,6 +85,24 @@ def test_spec_augment_masks_bands_with_the_fill_and_leaves_the_rest():
         # every masked cell lies in a masked frame or a masked bin: masks are bands, not speckles
         assert (example == (example.all(axis=1)[:, None] | example.all(axis=0)[None, :])).all()
     assert spec_augment(x, fill, time_masks=0, freq_masks=0, fraction=0.2, rng=np.random.default_rng(3)) is x
+
+
+def test_shift_and_gain_move_whole_spectra_along_bins_and_in_level():
+    x = np.tile(np.arange(8, dtype=np.float32), (50, 5, 1))  # bin b holds the value b
+    shifted = shift_and_gain(x, max_shift=3, gain_db=0.0, rng=np.random.default_rng(4))
+    shifts = set()
+    for example in shifted:
+        assert (example == example[0]).all()  # every frame moved alike
+        shift = int(4 - example[0, 4])  # bin 4 now holds what was s bins below
+        assert abs(shift) <= 3
+        np.testing.assert_array_equal(example[0], np.clip(np.arange(8) - shift, 0, 7))  # edge bins fill the gap
+        shifts.add(shift)
+    assert len(shifts) > 3
+    louder = shift_and_gain(x, max_shift=0, gain_db=6.0, rng=np.random.default_rng(5))
+    offsets = (louder - x)[:, 0, 0]
+    np.testing.assert_allclose(louder - x, np.broadcast_to(offsets[:, None, None], x.shape), atol=1e-5)
+    assert np.abs(offsets).max() <= 6.0 and offsets.std() > 1.0
+    assert shift_and_gain(x, max_shift=0, gain_db=0.0, rng=np.random.default_rng(5)) is x
 
 
 def test_soft_targets_smooth_only_the_rows_asked():

@@ -35,6 +35,13 @@ def test_targets_smooth_and_weight_unverified_rows_and_balance_classes():
     np.testing.assert_allclose(balanced / weights, [2 / 3, 2 / 3, 2 / 3, 2.0], rtol=1e-6)
 
 
+def test_spectral_augmentation_is_refused_for_other_features():
+    from competition.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bin_shift and train.gain_db"):
+        TINY.with_overrides(features={"kind": "mfcc"}, train={"bin_shift": 2})
+
+
 def test_reseeding_makes_dropout_masks_repeat():
     from competition.models import build_model
 
