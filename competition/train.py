@@ -32,6 +32,7 @@ from competition.workspace import Workspace, atomic_write_text
 
 
 PREFETCH_BATCHES = 2
+WARMUP_EPOCHS = 2
 
 
 class RunError(RuntimeError):
@@ -117,9 +118,6 @@ def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes:
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
-
-
-WARMUP_EPOCHS = 2
 
 
 def compiled_model(experiment: Experiment, n_bins: int, n_classes: int, *, mean: np.ndarray, std: np.ndarray):
