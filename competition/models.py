@@ -4,7 +4,8 @@ Layer names are stable: everything except the layers named `head_*` is the backb
 weights trained on one label set load into a model for another (transfer) layer by layer, by name.
 Inputs are (time, bins) feature frames, standardised inside the model (`input_norm`, whose mean and
 variance come from the training features) so a saved model predicts from raw cached features.
-Every backbone ends in global pooling over time, so a model trained on crops predicts any length.
+Every backbone ends in global pooling over time, so a model trained on crops predicts any length;
+the 2D ones first pool over bins (max, or `bins_pooling = "keep"` to keep every bin's channels).
 
     cnn2d     VGG-style 2D CNN on log-mel or MFCC frames (the default recipe)
     resnet2d  residual 2D CNN: cheap strided stem, then most of the depth at low resolution
@@ -81,7 +82,7 @@ def cnn2d_backbone(x, config: ModelConfig):
 def resnet2d_backbone(x, config: ModelConfig):
     """Residual CNN: a 2x2-strided stem keeps full-resolution work small, and three residual stages
     (widths 2w, 4w, 8w; two blocks each, the first of each later stage strided) put the depth where
-    a multiply-add is cheap. About the multiply-adds of cnn2d at the same width, twice the depth."""
+    a multiply-add is cheap. Twice cnn2d's depth and about twice its multiply-adds at the same width."""
     from keras import layers
 
     x = _add_channel(x)
