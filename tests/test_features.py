@@ -334,7 +334,7 @@ def test_packing_memory_does_not_grow_with_the_number_of_clips(tmp_path):
     assert large < 10 * clip_bytes < 160 * clip_bytes  # a few clips at a time, not the split
 
 
-def test_warm_rerun_of_2000_clips_is_fast_and_imports_no_heavy_library(tmp_path):
+def test_warm_rerun_of_2000_clips_does_no_work_and_imports_no_heavy_library(tmp_path):
     root = tmp_path / "esc50"
     (root / "audio").mkdir(parents=True)
     (root / "meta").mkdir()
@@ -354,14 +354,16 @@ def test_warm_rerun_of_2000_clips_is_fast_and_imports_no_heavy_library(tmp_path)
              f"code = main(['features', '--dataset', 'esc50', '--experiment', {str(experiment)!r}]); "
              "print(json.dumps({'seconds': time.perf_counter() - started, 'code': code, 'heavy': sorted(m for m "
              "in ('tensorflow', 'keras', 'librosa', 'scipy.signal', 'matplotlib') if m in sys.modules)}))")
-    started = time.perf_counter()
+    cache = workspace.features / "esc50"
+    written = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     result = subprocess.run([sys.executable, "-c", probe], env=_env(workspace.root), cwd=workspace.root,
                             capture_output=True, text=True, check=True)
-    whole_command = time.perf_counter() - started
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["code"] == 0 and outcome["heavy"] == []
-    assert outcome["seconds"] < 1.0, outcome
-    assert whole_command < 2.0, f"warm rerun of 2,000 clips took {whole_command:.2f} s with interpreter start"
+    # Nothing recomputed or rewritten (params.json aside, which is rewritten with the same text).
+    after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file() and p.name != "params.json"}
+    assert after == {p: t for p, t in written.items() if p.name != "params.json"}
+    # How long it takes is measured by `make bench` (warm rerun row), not asserted here.
 
 
 @pytest.mark.realdata
