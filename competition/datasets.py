@@ -83,7 +83,8 @@ class Dataset:
         return {label: i for i, label in enumerate(self.labels)}
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV as text columns, refused with a clear error when it or one of `columns` is missing."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -140,7 +141,7 @@ def check_readable(paths: list[str], root: Path) -> None:
 def index_kaggle_freesound_layout(root: Path, dataset: Dataset) -> Index:
     """Kaggle's layout: train.csv + audio_train/, sample_submission.csv + audio_test/."""
     train_csv = root / "train.csv"
-    train = _read_csv(train_csv, ["fname", "label", "manually_verified"])
+    train = read_csv(train_csv, ["fname", "label", "manually_verified"])
     check_unique(train, "fname", train_csv)
     check_labels(train, dataset.labels, train_csv)
     train["path"] = [str(root / "audio_train" / f) for f in train["fname"]]
@@ -148,7 +149,7 @@ def index_kaggle_freesound_layout(root: Path, dataset: Dataset) -> Index:
     train["manually_verified"] = train["manually_verified"].astype(int)
     train["fold"] = -1
     test_csv = root / "sample_submission.csv"
-    test = _read_csv(test_csv, ["fname"])
+    test = read_csv(test_csv, ["fname"])
     check_unique(test, "fname", test_csv)
     test["path"] = [str(root / "audio_test" / f) for f in test["fname"]]
     check_files(test["path"], test_csv)
@@ -196,7 +197,7 @@ def index_urbansound8k_layout(root: Path, dataset: Dataset) -> Index:
     of some folds works; in a fold that is present every listed file must be there."""
     base = _locate(root, "metadata/UrbanSound8K.csv", "UrbanSound8K")
     csv_path = base / "metadata" / "UrbanSound8K.csv"
-    table = _read_csv(csv_path, ["slice_file_name", "fold", "classID", "class"])
+    table = read_csv(csv_path, ["slice_file_name", "fold", "classID", "class"])
     table = table.rename(columns={"slice_file_name": "fname", "class": "label"})
     check_unique(table, "fname", csv_path)
     check_labels(table, dataset.labels, csv_path)
@@ -222,7 +223,7 @@ def index_esc50_layout(root: Path, dataset: Dataset, *, esc10_only: bool = False
     """ESC-50's layout: meta/esc50.csv + audio/<filename>; with esc10_only, the rows marked esc10."""
     base = _locate(root, "meta/esc50.csv", "ESC-50-master")
     csv_path = base / "meta" / "esc50.csv"
-    table = _read_csv(csv_path, ["filename", "fold", "target", "category", "esc10"])
+    table = read_csv(csv_path, ["filename", "fold", "target", "category", "esc10"])
     table = table.rename(columns={"filename": "fname", "category": "label"})
     if esc10_only:
         table = table[table["esc10"].str.lower() == "true"]

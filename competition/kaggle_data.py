@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from competition.datasets import DatasetError
+from competition.datasets import DatasetError, read_csv
 from competition.workspace import atomic_write_text, replace_dir
 
 COMPETITION = "freesound-audio-tagging"
@@ -130,8 +130,9 @@ def _arrange_kaggle_layout(source: Path, dest: Path) -> None:
 def _arrange_zenodo_layout(source: Path, dest: Path) -> None:
     from competition.demo import SAMPLE_SUBMISSION_LABELS
 
-    train = _read_meta(source / ZENODO_TRAIN_META, ["fname", "label", "manually_verified"])
-    scored_test = _read_meta(source / ZENODO_TEST_META, ["fname", "label", "usage"])
+    train_columns, test_columns = ["fname", "label", "manually_verified"], ["fname", "label", "usage"]
+    train = read_csv(source / ZENODO_TRAIN_META, train_columns)[train_columns]
+    scored_test = read_csv(source / ZENODO_TEST_META, test_columns)[test_columns]
     partial = _fresh_partial_dir(dest)
     atomic_write_text(partial / "train.csv", train.to_csv(index=False))
     atomic_write_text(partial / "test_post_competition.csv", scored_test.to_csv(index=False))
@@ -143,16 +144,6 @@ def _arrange_zenodo_layout(source: Path, dest: Path) -> None:
                                "(unzip Zenodo's archives into this folder)")
         os.symlink(source / zenodo_name, partial / name, target_is_directory=True)
     _put_in_place(partial, dest, source)
-
-
-def _read_meta(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}")
-    return table[columns]
 
 
 def _unpack_audio_zip(audio_zip: Path, dest: Path) -> None:
