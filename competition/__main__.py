@@ -196,7 +196,7 @@ def cmd_bench(args, workspace: Workspace) -> None:
     from competition.bench_features import run_bench
     from competition.bench_training import run_training_bench
 
-    run_bench(clips=args.clips, workers=args.workers, generated=args.generated)
+    run_bench(clips=args.clips, workers=args.workers, generated=args.generated, scratch=workspace.features)
     run_training_bench()
 
 
@@ -285,10 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--folds", type=int)
     sub = step("bench", cmd_bench, "speed of feature extraction (seed, Zafar, librosa, kit), then of training",
                dataset=False)
-    sub.add_argument("--clips", type=int, help="use only this many clips (default: all 400 ESC-10 clips)")
+    sub.add_argument("--clips", type=int, help="use only this many clips of each set (default: 400)")
     sub.add_argument("--workers", type=int, help="processes for the kit's features (default: all cores)")
     sub.add_argument("--generated", action="store_true",
-                     help="generated WAV clips even where ../shared/data/esc10 (OGG) is present")
+                     help="generated WAV clips even where ../shared/data (ESC-10, UrbanSound8K) is present")
     return parser
 
 

@@ -36,6 +36,7 @@ audio data", which shows only while decoding.
 
 import numbers
 import os
+import stat
 
 import numpy as np
 import soundfile
@@ -103,22 +104,22 @@ def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> n
 
 def _open_sound_file(path) -> soundfile.SoundFile:
     """Open `path` with libsndfile, turning every way that can fail into an AudioError."""
+    # stat, not open: an extra open costs ~0.1 ms a clip, a tenth of a WAV clip's whole decode.
     try:
-        # Opening it ourselves first gives the OS's own reason where libsndfile says "System error".
-        with open(path, "rb") as raw_file:
-            n_bytes = os.fstat(raw_file.fileno()).st_size
+        status = os.stat(path)
     except FileNotFoundError:
         raise AudioError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise AudioError(f"{path}: not a file (a directory)") from None
     except OSError as error:
         raise AudioError(f"{path}: cannot open ({error.strerror})") from None
-    if n_bytes == 0:
+    if stat.S_ISDIR(status.st_mode):
+        raise AudioError(f"{path}: not a file (a directory)")
+    if status.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
     try:
         sound_file = soundfile.SoundFile(path)
     except soundfile.LibsndfileError as error:
+        _raise_if_unopenable(path)
         raise AudioError(f"{path}: not a readable audio file ({error.error_string})") from None
 
     problem = None
@@ -136,6 +137,15 @@ def _open_sound_file(path) -> soundfile.SoundFile:
     return sound_file
 
 
+def _raise_if_unopenable(path) -> None:
+    """The OS's own reason (permission denied, ...) where libsndfile only says "System error"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise AudioError(f"{path}: cannot open ({error.strerror})") from None
+
+
 def _truncation_note(libsndfile_log: str) -> str | None:
     """The line of libsndfile's header log showing the file was cut short, or None."""
     for line in libsndfile_log.splitlines():
@@ -146,12 +156,15 @@ def _truncation_note(libsndfile_log: str) -> str | None:
 
 def _read_mono(sound_file: soundfile.SoundFile, n_frames: int, path) -> np.ndarray:
     """Decode up to `n_frames` frames from the current position, averaged over channels."""
+    # 16-bit PCM (Freesound's and UrbanSound8K's WAV) is read as integers and scaled here: libsndfile's
+    # own conversion to float costs 4x more. The scale is its own, 1/32768, so the samples are the same.
+    read_type = "int16" if sound_file.subtype == "PCM_16" else "float32"
     blocks = []
     n_decoded = 0
     try:
         while n_decoded < n_frames:
             n_asked = min(n_frames - n_decoded, _READ_BLOCK_FRAMES)
-            block = sound_file.read(n_asked, dtype="float32", always_2d=True)
+            block = sound_file.read(n_asked, dtype=read_type, always_2d=True)
             blocks.append(block)
             n_decoded += len(block)
             if len(block) < n_asked:  # the file ended early
@@ -165,6 +178,8 @@ def _read_mono(sound_file: soundfile.SoundFile, n_frames: int, path) -> np.ndarr
     if not blocks:
         return np.empty(0, dtype=np.float32)
     frames = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if read_type == "int16":
+        frames = np.multiply(frames, np.float32(1 / 32768), dtype=np.float32)
     if sound_file.channels == 1:
         return frames[:, 0]
     # A matrix-vector product averages 40x faster than frames.mean(axis=1) over so short an axis.

@@ -20,11 +20,13 @@ scratch cache of two), so imports and JIT compilation are left out of every one 
 largest sum of resident memory over the method's process and its children (psutil, sampled every
 20 ms; pages forked workers share are counted once per process, so this overstates).
 
-Clips: ESC-10 (400 OGG clips, 44.1 kHz, 5 s) from ../shared/data/esc10 beside the kit when it is
-there, otherwise (or with `--generated`) 400 generated 5 s WAV clips; the report says which.
-Decoding Vorbis costs about 6 ms a clip whoever does it, more than the kit's arithmetic, so the
-kit's lead is smaller on the OGG clips than on WAV, the format of Freesound, UrbanSound8K and
-today's ESC-50.
+Clips, each set its own table, every method on the same clips: from ../shared/data beside the kit,
+when there, ESC-10 (400 OGG clips, 44.1 kHz, 5 s) and 400 UrbanSound8K clips (fold 1, 16-bit WAV,
+22,050 Hz, 4 s; converted from the shared FLAC copy as its bin/urbansound8k-wav does); otherwise (or
+with `--generated`) 400 generated 5 s 16-bit WAV clips at 44.1 kHz. Each table says which. Decoding
+Vorbis costs about 5.5 ms a clip whoever does it (libvorbis through libsndfile), more than all of
+the kit's other work, so on OGG (d) can be at most ~2.9x (c) on two cores however cheap the rest
+is; WAV is the format of Freesound, UrbanSound8K and today's ESC-50.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ from pathlib import Path
 import numpy as np
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_ESC10 = KIT_ROOT.parent / "shared" / "data" / "esc10"
+SHARED_DATA = KIT_ROOT.parent / "shared" / "data"
+SHARED_ESC10 = SHARED_DATA / "esc10"
+SHARED_URBANSOUND8K = SHARED_DATA / "urbansound8k"
 KIT_EXPERIMENT = KIT_ROOT / "experiments" / "logmel-cnn.toml"
 GENERATED_CLIPS = 400
+URBANSOUND8K_CLIPS = 400
 
 METHODS = {
     "a": "seed: librosa.load 22.05k, 80-mel, power_to_db, PNG",
@@ -171,30 +176,61 @@ def _measured(command: list[str], env: dict) -> tuple[float, float, int, str]:
     return seconds, cpu, peak, out
 
 
-def _clip_source(work_dir: Path, limit: int | None, generated: bool) -> tuple[Path, list[str], str]:
-    """(an ESC-50-layout folder, its audio paths, what they are): the shared ESC-10 copy if present
-    and not `generated`, else generated clips."""
+def _clip_sources(work_dir: Path, limit: int | None, generated: bool) -> list[tuple[Path, list[str], str]]:
+    """[(an ESC-50-layout folder, its audio paths, what they are)]: the shared ESC-10 and UrbanSound8K
+    copies present (unless `generated`), else generated clips."""
     import pandas as pd
 
+    sources = []
     if not generated and (SHARED_ESC10 / "meta" / "esc50.csv").is_file():
-        root = SHARED_ESC10
         what = f"ESC-10 clips (OGG, 44.1 kHz, 5 s) from {os.path.relpath(SHARED_ESC10, KIT_ROOT)}"
-    else:
+        sources.append((SHARED_ESC10, what))
+    if not generated and (SHARED_URBANSOUND8K / "audio-flac" / "fold1").is_dir():
+        root = work_dir / "urbansound8k-wav"
+        _urbansound8k_as_esc50_layout(root, URBANSOUND8K_CLIPS)
+        what = (f"UrbanSound8K clips (fold 1, 16-bit WAV, 22.05 kHz, 4 s) from "
+                f"{os.path.relpath(SHARED_URBANSOUND8K, KIT_ROOT)}")
+        sources.append((root, what))
+    if not sources:
         root = work_dir / "generated-esc10"
         _generate_esc50_layout(root, GENERATED_CLIPS)
-        why = "as asked" if generated else f"{SHARED_ESC10} is absent, so ESC-10 could not be used"
-        what = f"generated clips (16-bit WAV, 44.1 kHz, 5 s; {why})"
-    table = pd.read_csv(root / "meta" / "esc50.csv", dtype=str)
-    table = table[table["esc10"].str.lower() == "true"]
-    if limit:
-        table = table.head(limit)
-        # The whole-command run (d') indexes the folder: give it exactly these rows.
-        if root == SHARED_ESC10:
-            root = work_dir / "esc10-subset"
-            (root / "meta").mkdir(parents=True)
-            (root / "audio").symlink_to(SHARED_ESC10 / "audio")
-        table.to_csv(root / "meta" / "esc50.csv", index=False)
-    return root, [str(root / "audio" / f) for f in table["filename"]], f"{len(table)} {what}"
+        why = "as asked" if generated else f"{SHARED_DATA} holds neither ESC-10 nor UrbanSound8K"
+        sources.append((root, f"generated clips (16-bit WAV, 44.1 kHz, 5 s; {why})"))
+    result = []
+    for root, what in sources:
+        table = pd.read_csv(root / "meta" / "esc50.csv", dtype=str)
+        table = table[table["esc10"].str.lower() == "true"]
+        if limit:
+            table = table.head(limit)
+            # The whole-command run (d') indexes the folder: give it exactly these rows.
+            if root == SHARED_ESC10:
+                root = work_dir / "esc10-subset"
+                (root / "meta").mkdir(parents=True)
+                (root / "audio").symlink_to(SHARED_ESC10 / "audio")
+            table.to_csv(root / "meta" / "esc50.csv", index=False)
+        result.append((root, [str(root / "audio" / f) for f in table["filename"]], f"{len(table)} {what}"))
+    return result
+
+
+def _urbansound8k_as_esc50_layout(root: Path, n_clips: int) -> None:
+    """The first UrbanSound8K fold 1 clips as WAV (16-bit, as the official release and
+    bin/urbansound8k-wav write them) in ESC-50's layout, so (d') can index them as `esc10`; the
+    labels are ESC-10's, assigned in turn, as speed does not depend on them."""
+    import pandas as pd
+    import soundfile
+
+    from competition.datasets import ESC10_LABELS, ESC50_LABELS
+
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir(parents=True)
+    rows = []
+    for i, flac in enumerate(sorted((SHARED_URBANSOUND8K / "audio-flac" / "fold1").glob("*.flac"))[:n_clips]):
+        data, rate = soundfile.read(flac, dtype="int16")
+        soundfile.write(root / "audio" / f"{flac.stem}.wav", data, rate, format="WAV", subtype="PCM_16")
+        label = ESC10_LABELS[i % len(ESC10_LABELS)]
+        rows.append({"filename": f"{flac.stem}.wav", "fold": 1, "target": ESC50_LABELS.index(label),
+                     "category": label, "esc10": True, "src_file": flac.stem, "take": "A"})
+    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
 
 
 def _generate_esc50_layout(root: Path, n_clips: int) -> None:
@@ -222,47 +258,60 @@ def _generate_esc50_layout(root: Path, n_clips: int) -> None:
     pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
 
 
-def run_bench(*, clips: int | None = None, workers: int | None = None, generated: bool = False) -> dict:
-    """Run every method on the same clips, print the table, return the numbers. `generated`: WAV
-    clips made here even where the shared ESC-10 copy (OGG, whose decoding dominates) is present."""
-    from competition.features import THREAD_VARIABLES, available_cores
+def run_bench(*, clips: int | None = None, workers: int | None = None, generated: bool = False,
+              scratch: Path | None = None) -> list[dict]:
+    """Run every method on each clip set, print a table per set, return the numbers. `generated`: WAV
+    clips made here even where the shared copies are present. Every method writes its output under
+    `scratch` (`make bench`: the workspace's features/ folder, where the kit's cache lives): creating a
+    file costs 0.04 ms there but 0.25 ms in this machine's /tmp, a third of the kit's work on a WAV clip."""
+    from competition.features import available_cores
 
     workers = workers or available_cores()
+    if scratch is not None:
+        scratch = scratch.resolve()
+        scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".bench-", dir=scratch) as tmp:
+        tmp = Path(tmp)
+        return [_bench_clips(tmp / f"set-{i}", source, paths, what, workers)
+                for i, (source, paths, what) in enumerate(_clip_sources(tmp, clips, generated))]
+
+
+def _bench_clips(tmp: Path, source: Path, paths: list[str], what: str, workers: int) -> dict:
+    from competition.features import THREAD_VARIABLES
+
+    tmp.mkdir()
     load_before = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(KIT_ROOT), os.environ.get("PYTHONPATH")]))}
     rows = {}
-    with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
-        tmp = Path(tmp)
-        source, paths, what = _clip_source(tmp, clips, generated)
-        print(f"features bench on {what}", flush=True)
-        list_file = tmp / "paths.json"
-        list_file.write_text(json.dumps(paths))
-        one_thread = {variable: "1" for variable in THREAD_VARIABLES}
-        for method in ("a", "b", "c", "c1", "d"):
-            print(f"  ({method}) {METHODS[method].format(workers=workers)} ...", flush=True)
-            work = tmp / f"work-{method}"
-            work.mkdir()
-            command = [sys.executable, "-m", "competition.bench_features", "--child", method.rstrip("1"),
-                       str(list_file), str(work), str(workers)]
-            _, _, peak, out = _measured(command, {**env, **one_thread} if method == "c1" else env)
-            inner = json.loads(out.strip().splitlines()[-1])
-            rows[method] = {**inner, "peak_bytes": peak}
-            shutil.rmtree(work)
-        # (d'): the command a user runs, in a fresh workspace whose data/esc10 is the clip folder.
-        home = tmp / "kit-home"
-        (home / "data").mkdir(parents=True)
-        (home / "data" / "esc10").symlink_to(source)
-        command = [sys.executable, "-m", "competition", "features", "--dataset", "esc10",
-                   "--experiment", str(KIT_EXPERIMENT), "--workers", str(workers)]
-        print("  (d') " + METHODS["d'"] + " ...", flush=True)
-        seconds, cpu, peak, _ = _measured(command, {**env, "KIT_HOME": str(home)})
-        rows["d'"] = {"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak}
-        warm_seconds, _, _, _ = _measured(command, {**env, "KIT_HOME": str(home)})
+    print(f"features bench on {what}", flush=True)
+    list_file = tmp / "paths.json"
+    list_file.write_text(json.dumps(paths))
+    one_thread = {variable: "1" for variable in THREAD_VARIABLES}
+    for method in ("a", "b", "c", "c1", "d"):
+        print(f"  ({method}) {METHODS[method].format(workers=workers)} ...", flush=True)
+        work = tmp / f"work-{method}"
+        work.mkdir()
+        command = [sys.executable, "-m", "competition.bench_features", "--child", method.rstrip("1"),
+                   str(list_file), str(work), str(workers)]
+        _, _, peak, out = _measured(command, {**env, **one_thread} if method == "c1" else env)
+        inner = json.loads(out.strip().splitlines()[-1])
+        rows[method] = {**inner, "peak_bytes": peak}
+        shutil.rmtree(work)
+    # (d'): the command a user runs, in a fresh workspace whose data/esc10 is the clip folder.
+    home = tmp / "kit-home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "esc10").symlink_to(source)
+    command = [sys.executable, "-m", "competition", "features", "--dataset", "esc10",
+               "--experiment", str(KIT_EXPERIMENT), "--workers", str(workers)]
+    print("  (d') " + METHODS["d'"] + " ...", flush=True)
+    seconds, cpu, peak, _ = _measured(command, {**env, "KIT_HOME": str(home)})
+    rows["d'"] = {"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak}
+    warm_seconds, _, _, _ = _measured(command, {**env, "KIT_HOME": str(home)})
     load_after = os.getloadavg()[0]
     n = len(paths)
     for row in rows.values():
         row["clips_per_second"] = n / row["seconds"]
-    print(_table(rows, n, workers, what, load_before, load_after, warm_seconds))
+    print(_table(rows, n, workers, what, load_before, load_after, warm_seconds), flush=True)
     return {"clips": n, "source": what, "workers": workers, "rows": rows, "warm_rerun_seconds": warm_seconds}
 
 

@@ -1,4 +1,4 @@
-"""`make bench`, features part: the table on generated clips (the shared ESC-10 copy hidden)."""
+"""`make bench`, features part: the table on generated clips (the shared copies hidden)."""
 
 import pytest
 
@@ -7,9 +7,11 @@ from competition import bench_features
 
 @pytest.mark.slow
 def test_bench_prints_every_method_on_the_same_generated_clips(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench_features, "SHARED_ESC10", tmp_path / "absent")
+    monkeypatch.setattr(bench_features, "SHARED_DATA", tmp_path / "absent")
+    monkeypatch.setattr(bench_features, "SHARED_ESC10", tmp_path / "absent" / "esc10")
+    monkeypatch.setattr(bench_features, "SHARED_URBANSOUND8K", tmp_path / "absent" / "urbansound8k")
     monkeypatch.setattr(bench_features, "GENERATED_CLIPS", 6)
-    result = bench_features.run_bench(workers=2)
+    (result,) = bench_features.run_bench(workers=2)
     out = capsys.readouterr().out
     assert "features bench: 6 generated clips (16-bit WAV, 44.1 kHz, 5 s;" in out
     for key in ("a", "b", "c", "c1", "d", "d'"):
