@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KIT := $(PY) -m competition
 
 DATASET ?= freesound-audio-tagging
-EXPERIMENTS ?= experiments/logmel-cnn.toml experiments/mfcc-cnn.toml
+EXPERIMENTS ?= experiments/logmel-cnn.toml experiments/mfcc-cnn.toml experiments/logmel-bins-cnn.toml
 EXPERIMENT_ARGS = $(foreach e,$(EXPERIMENTS),--experiment $(e))
 NAME ?= submission
 KERNEL_TITLE ?= audio tagging kit
