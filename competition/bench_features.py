@@ -25,8 +25,9 @@ when there, ESC-10 (400 OGG clips, 44.1 kHz, 5 s) and 400 UrbanSound8K clips (fo
 22,050 Hz, 4 s; converted from the shared FLAC copy as its bin/urbansound8k-wav does); otherwise (or
 with `--generated`) 400 generated 5 s 16-bit WAV clips at 44.1 kHz. Each table says which. Decoding
 Vorbis costs about 5.5 ms a clip whoever does it (libvorbis through libsndfile), more than all of
-the kit's other work, so on OGG (d) can be at most ~2.9x (c) on two cores however cheap the rest
-is; WAV is the format of Freesound, UrbanSound8K and today's ESC-50.
+the kit's other work: with only that and the kit's arithmetic (resampling and log-mel, ~1.3 ms), two
+cores give (d) about 2 x 10.4 / 6.8 = 3.1x of (c)'s 10.4 ms a clip, so on OGG 3x leaves nothing for
+writing the cache; WAV is the format of Freesound, UrbanSound8K and today's ESC-50.
 """
 
 from __future__ import annotations
