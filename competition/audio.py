@@ -37,6 +37,7 @@ audio data", which shows only while decoding.
 import numbers
 import os
 import stat
+import struct
 
 import numpy as np
 import soundfile
@@ -55,6 +56,11 @@ RESAMPLE_QUALITY = "HQ"
 # Frames decoded per read call. It bounds the memory a header promising absurdly many frames can
 # make us allocate before decoding fails; a typical clip is read in one call.
 _READ_BLOCK_FRAMES = 1 << 22
+
+# Header bytes searched for a WAV file's `data` chunk on the fast path, and its format tags.
+_WAV_HEADER_BYTES = 1 << 16
+_WAVE_FORMAT_PCM = 1
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 # How libsndfile's header log notes a file cut short: a size field the file cannot back reads
 # "data : 8820 (should be 0)", an Ogg stream that stops early "File ended unexpectedly".
@@ -88,6 +94,15 @@ def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> n
     if max_seconds is not None and not max_seconds >= 0:  # `not >=` also rejects NaN
         raise ValueError(f"max_seconds must be None or >= 0, got {max_seconds!r}")
 
+    pcm16 = _read_plain_pcm16_wav(path, max_seconds)
+    if pcm16 is not None:
+        # Integer samples scaled by 1/32768 are finite and inside [-1, 1): nothing to repair or clip
+        # unless resampling overshoots.
+        file_rate, samples = pcm16
+        if file_rate == sample_rate or not samples.size:
+            return samples
+        return np.clip(soxr.resample(samples, file_rate, sample_rate, quality=RESAMPLE_QUALITY), -1.0, 1.0)
+
     with _open_sound_file(path) as sound_file:
         file_rate = sound_file.samplerate
         n_frames = sound_file.frames
@@ -100,6 +115,67 @@ def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> n
     if file_rate != sample_rate and samples.size:
         samples = soxr.resample(samples, file_rate, sample_rate, quality=RESAMPLE_QUALITY)
     return np.clip(samples, -1.0, 1.0, out=samples)
+
+
+def _read_plain_pcm16_wav(path, max_seconds: float | None) -> tuple[int, np.ndarray] | None:
+    """(sample rate, mono float32 samples) of a whole, ordinary 16-bit PCM WAV file, or None.
+
+    The common case (Freesound's and UrbanSound8K's clips) read without libsndfile: parsing the RIFF
+    header here and reading the samples into an array costs a third of opening the file with
+    soundfile, a quarter of a 4 s clip's decode. "Ordinary" is strict: RIFF/WAVE, a 16-bit integer
+    PCM `fmt ` chunk (plain or WAVE_FORMAT_EXTENSIBLE) before a nonempty `data` chunk of whole
+    frames that the file holds entirely, within the first 64 KiB. Anything else, truncated files
+    included, returns None and goes through libsndfile, which owns every error message; the
+    samples are identical either way (tests/test_audio.py compares them).
+    """
+    try:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode) or status.st_size < 44:
+            return None
+        with open(path, "rb") as handle:
+            head = handle.read(_WAV_HEADER_BYTES)
+            layout = _pcm16_wav_layout(head, status.st_size)
+            if layout is None:
+                return None
+            rate, channels, data_offset, n_frames = layout
+            if max_seconds is not None:
+                n_frames = round(min(n_frames, max_seconds * rate))
+            frames = np.empty((n_frames, channels), dtype="<i2")
+            handle.seek(data_offset)
+            if handle.readinto(frames) != frames.nbytes:
+                return None
+    except OSError:
+        return None  # libsndfile's path reports it
+    samples = np.multiply(frames, np.float32(1 / 32768), dtype=np.float32)
+    return rate, _mixed_down(samples, channels)
+
+
+def _pcm16_wav_layout(head: bytes, file_size: int) -> tuple[int, int, int, int] | None:
+    """(sample rate, channels, data offset, frames) from the start of an ordinary 16-bit PCM WAV, or None."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, fmt = 12, None
+    while position + 8 <= len(head):
+        chunk_id, size = head[position:position + 4], int.from_bytes(head[position + 4:position + 8], "little")
+        body = position + 8
+        if chunk_id == b"fmt ":
+            if size < 16 or body + size > len(head):
+                return None
+            tag, channels, rate = struct.unpack_from("<HHI", head, body)
+            block_align, bits = struct.unpack_from("<HH", head, body + 12)
+            if tag == _WAVE_FORMAT_EXTENSIBLE and size >= 40:
+                tag = int.from_bytes(head[body + 24:body + 26], "little")  # the SubFormat GUID's first field
+            if tag != _WAVE_FORMAT_PCM or bits != 16 or channels < 1 or block_align != 2 * channels:
+                return None
+            if not MIN_PLAUSIBLE_SAMPLE_RATE <= rate <= MAX_PLAUSIBLE_SAMPLE_RATE:
+                return None
+            fmt = (rate, channels)
+        elif chunk_id == b"data":
+            if fmt is None or size == 0 or size % (2 * fmt[1]) or body + size > file_size:
+                return None
+            return fmt[0], fmt[1], body, size // (2 * fmt[1])
+        position = body + size + (size & 1)  # chunks are padded to an even length
+    return None
 
 
 def _open_sound_file(path) -> soundfile.SoundFile:
@@ -180,7 +256,12 @@ def _read_mono(sound_file: soundfile.SoundFile, n_frames: int, path) -> np.ndarr
     frames = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     if read_type == "int16":
         frames = np.multiply(frames, np.float32(1 / 32768), dtype=np.float32)
-    if sound_file.channels == 1:
+    return _mixed_down(frames, sound_file.channels)
+
+
+def _mixed_down(frames: np.ndarray, channels: int) -> np.ndarray:
+    """(frames, channels) float32 averaged to mono."""
+    if channels == 1:
         return frames[:, 0]
     # A matrix-vector product averages 40x faster than frames.mean(axis=1) over so short an axis.
-    return frames @ np.full(sound_file.channels, 1 / sound_file.channels, dtype=np.float32)
+    return frames @ np.full(channels, 1 / channels, dtype=np.float32)

@@ -3,19 +3,23 @@
 Layout of one cache, `features/<dataset>/<kind>-<hash>/`, the hash covering exactly the parameters
 that change the output (`FeatureConfig.output_params`):
 
-    params.json                         the parameters
-    clips/<split>/<fname>.<sig>.npy     one clip's features, float16 (frames, bins); sig = source size+mtime
-    clips/<split>/<fname>.<sig>.failed  why that clip could not be decoded (its .npy is a blank input)
-    <split>/frames.npy                  all clips of a split packed end to end, float16, memory-mappable
-    <split>/index.csv                   fname, start, length (rows of frames.npy), failed (1 = blank input)
-    <split>/manifest.json               {fname: sig} the pack was built from (a warm rerun compares only this)
-    train/stats.npz                     per-bin mean and std over all train frames (input normalisation)
+    params.json                 the parameters
+    <split>/frames.npy          all clips of a split packed end to end, float16 (frames, bins), memory-mappable
+    <split>/index.csv           fname, start, length (rows of frames.npy), failed (1 = blank input)
+    <split>/failures.json       {fname: why it could not be decoded} for the failed clips
+    <split>/manifest.json       {fname: source size+mtime} the pack was built from (a warm rerun compares only this)
+    train/stats.npz             per-bin mean and std over all train frames (input normalisation)
+    clips/<split>/*.records     while a build runs: the clips computed so far, one file per worker
 
 Clips are computed in worker processes (one BLAS/OpenMP thread each), each decoded once for all the
-caches a run builds (`make features` builds one per experiment), and every file is written to a
-temporary name and renamed, so a run killed at any moment leaves only whole files; a rerun computes
-what is missing or changed and repacks, giving byte for byte the cache an uninterrupted run gives.
-Packing streams clip by clip into a memory-mapped file, so memory does not grow with the dataset.
+caches a run builds (`make features` builds one per experiment). A worker appends each clip's
+features to a record file of its own, framed with a length and a CRC-32: one file per worker
+instead of one per clip, as creating a file costs this machine as much as decoding a WAV clip. A
+run killed at any moment leaves whole records and at most one torn one per file, which the CRC
+rejects. A rerun takes every clip still current from the packed split and the whole records, computes
+the rest, and repacks (each split moved into place at once), giving byte for byte the cache an
+uninterrupted run gives; then the record files are deleted. Packing streams clip by clip into a
+memory-mapped file, so memory does not grow with the dataset.
 A clip that cannot be decoded is an error in the train split; in the test split it gets a blank
 (silent) input, is listed in a warning, and still gets a row in the submission.
 
@@ -28,12 +32,16 @@ per clip, and equal to it within float32 rounding (tests/test_features.py checks
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
+import secrets
 import shutil
+import struct
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,29 +254,95 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _clip_path(clips_dir: Path, fname: str, signature: str) -> Path:
-    return clips_dir / f"{fname}.{signature}.npy"
+# One clip's features in a record file: header, "fname\nsignature", the decoding error (empty if
+# none), float16 (frames, bins) data, then a CRC-32 of all of it. A record cut short by a kill, or
+# damaged, fails its length or CRC check and is ignored with everything after it in its file.
+RECORD_MAGIC = b"KFR1"
+_RECORD_HEADER = struct.Struct("<4sIIII")  # magic, key bytes, error bytes, frames, bins
+_RECORD_CRC = struct.Struct("<I")
+RECORD_SUFFIX = ".records"
 
 
-def _failure_path(clip_path: Path) -> Path:
-    return clip_path.with_suffix(".failed")
+@dataclass(frozen=True)
+class ClipRecord:
+    """Where one computed clip's features lie: in a record file, or in an earlier packed split."""
+
+    path: str       # the record file or packed frames.npy
+    offset: int     # byte offset of the float16 data in it
+    frames: int
+    bins: int
+    error: str      # why the clip could not be decoded (its features are a blank input); "" if it could
+
+    def read(self) -> np.ndarray:
+        return np.fromfile(self.path, np.float16, count=self.frames * self.bins,
+                           offset=self.offset).reshape(self.frames, self.bins)
 
 
-def _write_atomically(target: Path, write) -> None:
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, target)
+# This process's open record files: {clips folder: file}. Each process appends to files of its own,
+# so no two writers ever share a file.
+_record_files: dict[Path, io.BufferedWriter] = {}
+_record_files_pid = os.getpid()
 
 
-def _compute_clip(job: tuple[str, list[tuple[str, dict]]]) -> None:
+def append_record(clips_dir: Path, owner: int, fname: str, signature: str, features: np.ndarray,
+                  error: str) -> ClipRecord:
+    """Append one clip's record to this process's record file in clips_dir (created on first use and
+    named `<owner pid>-<writer pid>-<nonce>.records`), flushed before returning."""
+    global _record_files_pid
+    if _record_files_pid != os.getpid():  # a forked worker: its parent's files are not its own
+        _record_files.clear()
+        _record_files_pid = os.getpid()
+    handle = _record_files.get(clips_dir)
+    if handle is None:
+        name = f"{owner}-{os.getpid()}-{secrets.token_hex(4)}{RECORD_SUFFIX}"
+        handle = _record_files[clips_dir] = open(clips_dir / name, "wb")
+    data = np.ascontiguousarray(features, dtype=np.float16)
+    key, error_bytes = f"{fname}\n{signature}".encode(), error.encode()
+    header = _RECORD_HEADER.pack(RECORD_MAGIC, len(key), len(error_bytes), *data.shape)
+    crc = zlib.crc32(data, zlib.crc32(error_bytes, zlib.crc32(key, zlib.crc32(header))))
+    offset = handle.tell() + len(header) + len(key) + len(error_bytes)
+    handle.write(b"".join((header, key, error_bytes, data.tobytes(), _RECORD_CRC.pack(crc))))
+    handle.flush()
+    return ClipRecord(handle.name, offset, data.shape[0], data.shape[1], error)
+
+
+def close_record_files() -> None:
+    for handle in _record_files.values():
+        handle.close()
+    _record_files.clear()
+
+
+def read_records(path: Path):
+    """(fname, signature, ClipRecord) of every whole record of a record file, in order; stops at the
+    first record that is cut short or fails its CRC (a writer killed mid-record)."""
+    with open(path, "rb") as handle:
+        while True:
+            header = handle.read(_RECORD_HEADER.size)
+            if len(header) < _RECORD_HEADER.size:
+                return
+            magic, key_length, error_length, frames, bins = _RECORD_HEADER.unpack(header)
+            if magic != RECORD_MAGIC:
+                return
+            key, error = handle.read(key_length), handle.read(error_length)
+            offset = handle.tell()
+            data = handle.read(2 * frames * bins)
+            crc = handle.read(_RECORD_CRC.size)
+            if len(crc) < _RECORD_CRC.size or (_RECORD_CRC.unpack(crc)[0] != zlib.crc32(
+                    data, zlib.crc32(error, zlib.crc32(key, zlib.crc32(header))))):
+                return
+            fname, signature = key.decode().split("\n")
+            yield fname, signature, ClipRecord(str(path), offset, frames, bins, error.decode())
+
+
+def _compute_clip(job: tuple) -> list[tuple[Path, str, ClipRecord]]:
     """Features of one file for every cache that lacks them, decoding it once per sample rate; each
-    written atomically."""
+    appended to this process's record file of that cache. Returns [(clips_dir, fname, record)]."""
     from competition.audio import AudioError
 
-    source, targets = job
+    fname, source, signature, targets, owner = job
     decoded: dict[tuple, tuple[np.ndarray | None, str | None]] = {}
-    for target, params in targets:
+    written = []
+    for clips_dir, params in targets:
         config = FeatureConfig(**params)
         decoding = (config.sample_rate, config.max_seconds)
         if decoding not in decoded:
@@ -278,35 +352,36 @@ def _compute_clip(job: tuple[str, list[tuple[str, dict]]]) -> None:
                 decoded[decoding] = (None, str(problem))
         signal_, error = decoded[decoding]
         features = blank_features(config) if error else compute_features(signal_, config)
-        target = Path(target)
-        # The failure note goes first: a clip file on disk always has its note, if it needs one.
-        if error:
-            _write_atomically(_failure_path(target), lambda handle: handle.write(error.encode()))
-        else:
-            _failure_path(target).unlink(missing_ok=True)
-        _write_atomically(target, lambda handle: np.save(handle, features.astype(np.float16)))
+        written.append((clips_dir, fname, append_record(clips_dir, owner, fname, signature, features, error or "")))
+    return written
 
 
-def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], *, signatures: dict[str, str],
-                  workers: int, desc: str) -> None:
-    """Compute every clip file missing from the caches ({clips_dir: config}), each source decoded once
-    for all of them."""
+def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], found: dict[Path, dict[str, ClipRecord]],
+                  *, signatures: dict[str, str], workers: int, desc: str) -> None:
+    """Compute every clip missing from `found` ({clips_dir: {fname: record}}) for the caches
+    ({clips_dir: config}), each source decoded once for all of them; adds the new records to `found`."""
     from tqdm import tqdm
 
-    for clips_dir in caches:
-        clips_dir.mkdir(parents=True, exist_ok=True)
+    owner = os.getpid()
     jobs = []
     for fname, source in zip(table["fname"], table["path"]):
-        targets = [(str(path), config.__dict__) for clips_dir, config in caches.items()
-                   if not (path := _clip_path(clips_dir, fname, signatures[fname])).exists()]
+        targets = [(clips_dir, config.__dict__) for clips_dir, config in caches.items() if fname not in found[clips_dir]]
         if targets:
-            jobs.append((int(signatures[fname].split("-")[0]), source, targets))
+            jobs.append((int(signatures[fname].split("-")[0]), (fname, source, signatures[fname], targets, owner)))
     # Longest first (file size, the signature's first part, stands for length), so no long clip is
     # left alone on one core at the end.
-    jobs = [(source, targets) for _, source, targets in sorted(jobs, key=lambda job: -job[0])]
+    jobs = [job for _, job in sorted(jobs, key=lambda sized: -sized[0])]
     if not jobs:
         return
+    for clips_dir in caches:
+        clips_dir.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=len(jobs), desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True)
+
+    def collect(written):
+        for clips_dir, fname, record in written:
+            found[clips_dir][fname] = record
+        progress.update()
+
     if workers > 1 and len(jobs) > 1:
         import multiprocessing
 
@@ -317,18 +392,46 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], *, sig
             blank_features(config)
         # fork: workers inherit the imported modules instead of importing them again.
         with multiprocessing.get_context("fork").Pool(workers, initializer=_prepare_worker) as pool:
-            for _ in pool.imap_unordered(_compute_clip, jobs, chunksize=4):
-                progress.update()
+            for written in pool.imap_unordered(_compute_clip, jobs, chunksize=4):
+                collect(written)
     else:
         from threadpoolctl import threadpool_limits
 
         # In this process only for the loop: the variables stay as they are for what runs next
         # (training sets its own threads).
-        with threadpool_limits(1):
-            for job in jobs:
-                _compute_clip(job)
-                progress.update()
+        try:
+            with threadpool_limits(1):
+                for job in jobs:
+                    collect(_compute_clip(job))
+        finally:
+            close_record_files()
     progress.close()
+
+
+def _packed_clips(split_dir: Path, signatures: dict[str, str]) -> dict[str, ClipRecord]:
+    """The clips of an earlier packed split (from a build before some audio changed) still current."""
+    if not (split_dir / "failures.json").exists():
+        return {}
+    manifest = json.loads((split_dir / "manifest.json").read_text())
+    failures = json.loads((split_dir / "failures.json").read_text())
+    index = pd.read_csv(split_dir / "index.csv", dtype={"fname": str})
+    (_, bins), _, _, data_offset = _npy_header(split_dir / "frames.npy")
+    frames_path = str(split_dir / "frames.npy")
+    return {fname: ClipRecord(frames_path, data_offset + 2 * bins * int(start), int(length), bins,
+                              failures.get(fname, ""))
+            for fname, start, length in zip(index["fname"], index["start"], index["length"])
+            if signatures.get(fname) == manifest.get(fname)}
+
+
+def cached_clips(split_dir: Path, clips_dir: Path, signatures: dict[str, str]) -> dict[str, ClipRecord]:
+    """{fname: record} of every clip already computed for these sources: in the packed split, or in
+    record files that interrupted builds left in clips_dir."""
+    found = _packed_clips(split_dir, signatures)
+    for path in sorted(clips_dir.glob(f"*{RECORD_SUFFIX}")) if clips_dir.is_dir() else []:
+        for fname, signature, record in read_records(path):
+            if signatures.get(fname) == signature:
+                found[fname] = record
+    return found
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -363,33 +466,29 @@ def _save_npz_reproducibly(path: Path, **arrays: np.ndarray) -> None:
                 np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
-def pack_split(table: pd.DataFrame, clips_dir: Path, split_dir: Path, signatures: dict[str, str],
+def pack_split(table: pd.DataFrame, records: dict[str, ClipRecord], split_dir: Path, signatures: dict[str, str],
                *, with_stats: bool) -> None:
-    """Concatenate the clip files of a split into one memory-mappable array, atomically."""
-    paths = [_clip_path(clips_dir, f, signatures[f]) for f in table["fname"]]
-    headers = [_npy_header(p) for p in paths]
-    lengths = np.array([shape[0] for shape, *_ in headers], dtype=np.int64)
-    bins = headers[0][0][1]
+    """Concatenate the clips of a split, in the table's order, into one memory-mappable array, atomically."""
+    clips = [records[f] for f in table["fname"]]
+    lengths = np.array([clip.frames for clip in clips], dtype=np.int64)
+    bins = clips[0].bins
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     tmp_dir = split_dir.with_name(f".{split_dir.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
     frames = np.lib.format.open_memmap(tmp_dir / "frames.npy", mode="w+", dtype=np.float16,
                                        shape=(int(lengths.sum()), bins))
-    for path, (shape, dtype, fortran_order, offset), start, length in zip(paths, headers, starts, lengths):
-        if dtype == np.float16 and not fortran_order:  # what _compute_clip writes: read without parsing again
-            frames[start:start + length] = np.fromfile(path, np.float16, count=length * bins,
-                                                       offset=offset).reshape(length, bins)
-        else:
-            frames[start:start + length] = np.load(path)
+    for clip, start, length in zip(clips, starts, lengths):
+        frames[start:start + length] = clip.read()
     if with_stats:
         mean, std = _bin_stats(frames)
         _save_npz_reproducibly(tmp_dir / "stats.npz", mean=mean.astype(np.float32), std=std.astype(np.float32))
     frames.flush()
     del frames
-    failed = [int(_failure_path(p).exists()) for p in paths]
     pd.DataFrame({"fname": table["fname"].to_numpy(), "start": starts, "length": lengths,
-                  "failed": failed}).to_csv(tmp_dir / "index.csv", index=False)
+                  "failed": [int(bool(clip.error)) for clip in clips]}).to_csv(tmp_dir / "index.csv", index=False)
+    failures = {f: clip.error for f, clip in zip(table["fname"], clips) if clip.error}
+    (tmp_dir / "failures.json").write_text(json.dumps(failures, indent=1, sort_keys=True))
     (tmp_dir / "manifest.json").write_text(json.dumps(signatures, sort_keys=True))
     replace_dir(tmp_dir, split_dir)
 
@@ -417,22 +516,21 @@ def _remove_leftovers(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _remove_stale_clips(clips_dir: Path, signatures: dict[str, str]) -> None:
-    keep = {_clip_path(clips_dir, f, s).name for f, s in signatures.items()}
-    keep |= {_failure_path(clips_dir / name).name for name in keep}
+def _remove_packed_records(clips_dir: Path) -> None:
+    """Delete what a pack has consumed: this run's record files and those of runs no longer alive (and
+    anything else there, such as an earlier layout's files). A run still going (e.g. `make train`
+    building the same cache) keeps its own, named by its pid."""
     for path in clips_dir.iterdir():
-        if path.suffix in (".npy", ".failed") and path.name not in keep:
-            path.unlink(missing_ok=True)
-    _remove_leftovers(clips_dir)
+        owner = path.name.split("-")[0]
+        if (path.name.endswith(RECORD_SUFFIX) and owner.isdigit() and int(owner) != os.getpid()
+                and _pid_is_running(int(owner))):
+            continue
+        path.unlink(missing_ok=True)
 
 
-def failure_reasons(store: FeatureStore, clips_dir: Path) -> dict[str, str]:
+def failure_reasons(store: FeatureStore) -> dict[str, str]:
     """{fname: why it could not be decoded} for the clips of a store that got a blank input."""
-    failed = store.index["fname"][store.index["failed"] == 1]
-    if failed.empty:
-        return {}
-    manifest = json.loads((store.directory / "manifest.json").read_text())
-    return {f: _failure_path(_clip_path(clips_dir, f, manifest[f])).read_text() for f in failed}
+    return json.loads((store.directory / "failures.json").read_text())
 
 
 def build_features(workspace: Workspace, dataset: str, splits: dict[str, pd.DataFrame],
@@ -464,21 +562,28 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
             for config in stale:
                 _remove_leftovers(roots[config.key])
             caches = {roots[config.key] / "clips" / split: config for config in stale}
+            found = {clips_dir: cached_clips(clips_dir.parent.parent / split, clips_dir, signatures)
+                     for clips_dir in caches}
             kinds = "+".join(dict.fromkeys(config.kind for config in stale))
-            compute_clips(table, caches, signatures=signatures, workers=workers, desc=f"{dataset} {kinds} {split}")
+            compute_clips(table, caches, found, signatures=signatures, workers=workers,
+                          desc=f"{dataset} {kinds} {split}")
             for clips_dir, config in caches.items():
-                failed = {f: _failure_path(_clip_path(clips_dir, f, signatures[f])) for f in table["fname"]}
-                failed = {f: path.read_text() for f, path in failed.items() if path.exists()}
+                failed = [record.error for record in found[clips_dir].values() if record.error]
                 if failed and split == "train":
-                    listing = "\n".join(f"  {error}" for error in list(failed.values())[:20])
+                    listing = "\n".join(f"  {error}" for error in failed[:20])
                     raise FeatureError(f"{len(failed)} train clip(s) could not be decoded; fix them or remove "
                                        f"them from the dataset's CSV:\n{listing}")
-                pack_split(table, clips_dir, roots[config.key] / split, signatures, with_stats=(split == "train"))
-                _remove_stale_clips(clips_dir, signatures)
+                pack_split(table, found[clips_dir], roots[config.key] / split, signatures,
+                           with_stats=(split == "train"))
+        for config in configs:
+            # Also after a run killed between packing and this clean-up, whose pack is current.
+            clips_dir = roots[config.key] / "clips" / split
+            if clips_dir.is_dir():
+                _remove_packed_records(clips_dir)
         failed = {}
         for config in configs:
             store = stores[config.key][split] = FeatureStore.open(roots[config.key] / split)
-            failed.update(failure_reasons(store, roots[config.key] / "clips" / split))
+            failed.update(failure_reasons(store))
         if failed:
             listing = "\n".join(f"  {error}" for error in failed.values())
             print(f"warning: {len(failed)} {split} clip(s) could not be decoded; they get a blank input "
@@ -488,4 +593,6 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
 
 def _pack_is_current(split_dir: Path, signatures: dict[str, str]) -> bool:
     manifest = split_dir / "manifest.json"
-    return manifest.exists() and json.loads(manifest.read_text()) == signatures
+    # A pack without failures.json is from the kit's earlier cache layout: rebuilt once.
+    return ((split_dir / "failures.json").exists() and manifest.exists()
+            and json.loads(manifest.read_text()) == signatures)

@@ -121,7 +121,7 @@ def test_max_seconds_truncates(tmp_path):
 
 
 def test_max_seconds_decodes_only_the_frames_it_needs(tmp_path, monkeypatch):
-    path = write(tmp_path / "long.wav", np.zeros(44100 * 60, np.float32), 44100)
+    path = write(tmp_path / "long.wav", np.zeros(44100 * 60, np.float32), 44100, subtype="FLOAT")
     frames_asked = []
     original_read = soundfile.SoundFile.read
 
@@ -210,6 +210,85 @@ def test_truncated_wav_gives_the_frames_it_holds(tmp_path):
 
     assert audio_info(path) == (44100, 10000, 1)
     np.testing.assert_allclose(load_audio(path, 44100), original[:10000], atol=1 / 2**15)
+
+
+# --- the 16-bit PCM WAV fast path ------------------------------------------------------------
+
+def with_chunk_before_data(path, chunk_id, body):
+    """The WAV at `path` with one more chunk inserted before its data chunk (padded if odd)."""
+    data = path.read_bytes()
+    at = data.index(b"data")
+    chunk = chunk_id + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
+    out = bytearray(data[:at] + chunk + data[at:])
+    struct.pack_into("<I", out, 4, len(out) - 8)
+    path.write_bytes(out)
+    return path
+
+
+def libsndfile_decode(path):
+    frames, _ = soundfile.read(path, dtype="int16", always_2d=True)
+    return (frames.astype(np.float32) / 32768).mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+PLAIN_PCM16 = {
+    "mono": lambda p: write(p, sine(440, 44100, 0.5), 44100, subtype="PCM_16"),
+    "stereo": lambda p: write(p, np.stack([sine(440, 44100, 0.5), sine(660, 44100, 0.5, 0.9)], 1), 44100,
+                              subtype="PCM_16"),
+    "extensible, 3 channels": lambda p: write(p, np.stack([sine(f, 16000, 0.5) for f in (300, 500, 700)], 1),
+                                              16000, format="WAVEX", subtype="PCM_16"),
+    "full scale": lambda p: write(p, np.array([-1.0, 1.0 - 2**-15, 0.5, -0.25], np.float32), 8000,
+                                  subtype="PCM_16"),
+    "odd LIST chunk before data": lambda p: with_chunk_before_data(
+        write(p, sine(440, 22050, 0.5), 22050, subtype="PCM_16"), b"LIST", b"INFOISFT\x03\0\0\0ab\0"),
+}
+
+
+@pytest.mark.parametrize("make", PLAIN_PCM16.values(), ids=PLAIN_PCM16.keys())
+def test_plain_pcm16_wav_takes_the_fast_path_with_libsndfiles_samples(tmp_path, make):
+    path = make(tmp_path / "clip.wav")
+    fast = audio._read_plain_pcm16_wav(path, None)
+    assert fast is not None, "an ordinary 16-bit WAV should not need libsndfile"
+    rate, samples = fast
+    assert rate == soundfile.info(path).samplerate
+    np.testing.assert_allclose(samples, libsndfile_decode(path), rtol=0, atol=2e-7)
+    np.testing.assert_array_equal(load_audio(path, rate), samples)
+    # Resampled, the fast path's samples give what libsndfile's would.
+    resampled = audio.soxr.resample(libsndfile_decode(path), rate, 11025, quality=audio.RESAMPLE_QUALITY)
+    np.testing.assert_allclose(load_audio(path, 11025), np.clip(resampled, -1, 1), atol=2e-7)
+
+
+def test_fast_path_reads_only_max_seconds(tmp_path):
+    original = sine(440, 44100, 4.0)
+    path = write(tmp_path / "clip.wav", original, 44100, subtype="PCM_16")
+    rate, samples = audio._read_plain_pcm16_wav(path, 1.5)
+    assert rate == 44100 and len(samples) == round(1.5 * 44100)
+    np.testing.assert_array_equal(samples, load_audio(path, 44100)[: len(samples)])
+
+
+def data_before_fmt(path):
+    data = path.read_bytes()
+    fmt_at, data_at = data.index(b"fmt "), data.index(b"data")
+    path.write_bytes(data[:fmt_at] + data[data_at:] + data[fmt_at:data_at])
+    return path
+
+
+# Files the fast path leaves to libsndfile: other sample formats, and anything unusual about the layout.
+NOT_PLAIN_PCM16 = {
+    "24-bit": lambda p: write(p, sine(440, 22050, 0.2), 22050, subtype="PCM_24"),
+    "float": lambda p: write(p, sine(440, 22050, 0.2), 22050, subtype="FLOAT"),
+    "8-bit": lambda p: write(p, sine(440, 22050, 0.2), 22050, subtype="PCM_U8"),
+    "truncated": lambda p: truncated_copy(write(p, sine(440, 22050, 0.2), 22050, subtype="PCM_16"), 1000),
+    "header only": lambda p: truncated_copy(write(p, sine(440, 22050, 0.2), 22050, subtype="PCM_16"), 44),
+    "no samples": lambda p: write(p, np.zeros(0, np.float32), 22050, subtype="PCM_16"),
+    "data before fmt": lambda p: data_before_fmt(write(p, sine(440, 22050, 0.2), 22050, subtype="PCM_16")),
+    "FLAC named .wav": lambda p: write(p, sine(440, 22050, 0.2), 22050, format="FLAC", subtype="PCM_16"),
+    "implausible rate": lambda p: wav_with_sample_rate_field(p.parent, 500),
+}
+
+
+@pytest.mark.parametrize("make", NOT_PLAIN_PCM16.values(), ids=NOT_PLAIN_PCM16.keys())
+def test_anything_else_goes_through_libsndfile(tmp_path, make):
+    assert audio._read_plain_pcm16_wav(make(tmp_path / "clip.wav"), None) is None
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -92,10 +92,11 @@ def build(workspace: Workspace, config: FeatureConfig, **options):
 
 
 def cache_files(workspace: Workspace, config: FeatureConfig, dataset: str = "demo") -> dict[str, bytes]:
-    """Every file of a cache and its bytes; of a failure note only that it exists (its text names the
-    source through this workspace's data/ folder)."""
+    """Every file of a cache and its bytes; of failures.json only which clips failed (its reasons name
+    the sources through this workspace's data/ folder)."""
     root = features.cache_dir(workspace, dataset, config)
-    return {str(p.relative_to(root)): b"" if p.suffix == ".failed" else p.read_bytes()
+    return {str(p.relative_to(root)): (" ".join(json.loads(p.read_text())).encode() if p.name == "failures.json"
+                                       else p.read_bytes())
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
@@ -261,14 +262,24 @@ def _env(home: Path) -> dict:
     return {**os.environ, "KIT_HOME": str(home), "PYTHONPATH": str(KIT_ROOT)}
 
 
-def _run_and_kill_after(command: list[str], home: Path, clips_dir: Path, n_files: int) -> None:
-    """Start the command; SIGKILL it (and its workers) once n_files clip files exist (or it ended)."""
+def _clips_done(cache: Path) -> int:
+    """Clips a build has finished so far: whole records in its record files plus packed clips."""
+    records = sum(1 for path in cache.glob("clips/*/*.records") for _ in features.read_records(path))
+    manifests = [path for path in cache.glob("*/manifest.json")]
+    return records + sum(len(json.loads(path.read_text())) for path in manifests)
+
+
+def _run_and_kill_after(command: list[str], home: Path, cache: Path, n_clips: int) -> None:
+    """Start the command; SIGKILL it (and its workers) once n_clips clips are done (or it ended)."""
     process = subprocess.Popen(command, env=_env(home), cwd=home, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
-        if clips_dir.is_dir() and sum(1 for p in clips_dir.rglob("*.npy")) >= n_files:
-            break
+        try:
+            if _clips_done(cache) >= n_clips:
+                break
+        except (OSError, ValueError):  # a file moved or written while looking
+            pass
         time.sleep(0.002)
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
@@ -283,14 +294,59 @@ def test_kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_cache(tmp_path)
     subprocess.run(_features_command(experiment), env=_env(reference.root), cwd=reference.root, check=True,
                    capture_output=True)
     killed = workspace_with(tmp_path / "killed", competition)
-    clips_dir = features.cache_dir(killed, "demo", config) / "clips"
-    for n_files in (1, 25, 62, 70):  # early, mid-train, in the test split, near the end
-        _run_and_kill_after(_features_command(experiment), killed.root, clips_dir, n_files)
+    cache = features.cache_dir(killed, "demo", config)
+    for n_clips in (1, 25, 62, 70):  # early, mid-train, in the test split, near the end
+        _run_and_kill_after(_features_command(experiment), killed.root, cache, n_clips)
     subprocess.run(_features_command(experiment), env=_env(killed.root), cwd=killed.root, check=True,
                    capture_output=True)
     expected = cache_files(reference, config)
     assert "train/frames.npy" in expected and "test/index.csv" in expected
     assert cache_files(killed, config) == expected  # byte for byte, leftovers of killed runs removed
+
+
+def test_a_torn_or_damaged_record_and_all_after_it_are_ignored(tmp_path):
+    clips = {f"clip{i}.wav": np.full((3 + i, 4), i, np.float16) for i in range(3)}
+    for fname, values in clips.items():
+        last = features.append_record(tmp_path, 1, fname, "10-1", values, "bad audio" if fname == "clip1.wav" else "")
+    features.close_record_files()
+    (path,) = tmp_path.glob("*.records")
+    whole = path.read_bytes()
+    records = list(features.read_records(path))
+    assert [(f, s, r.error) for f, s, r in records] == [("clip0.wav", "10-1", ""), ("clip1.wav", "10-1", "bad audio"),
+                                                       ("clip2.wav", "10-1", "")]
+    for (_, _, record), values in zip(records, clips.values()):
+        np.testing.assert_array_equal(record.read(), values)
+    assert records[-1][2] == last
+    last_start = len(whole) - (features._RECORD_HEADER.size + len("clip2.wav\n10-1") + clips["clip2.wav"].nbytes + 4)
+    for cut in range(last_start, len(whole)):  # killed at every byte of the last record
+        path.write_bytes(whole[:cut])
+        assert [f for f, _, _ in features.read_records(path)] == ["clip0.wav", "clip1.wav"]
+    damaged = bytearray(whole)
+    damaged[last_start - 7] ^= 0xFF  # a byte of clip1's data
+    path.write_bytes(bytes(damaged))
+    assert [f for f, _, _ in features.read_records(path)] == ["clip0.wav"]
+
+
+def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, competition, monkeypatch):
+    config = tiny_config()
+    reference = workspace_with(tmp_path / "reference", competition)
+    build(reference, config, workers=1)
+    resumed = workspace_with(tmp_path / "resumed", competition)
+    index = get_dataset("demo").index(resumed.dataset_dir("demo"))
+    clips_dir = features.cache_dir(resumed, "demo", config) / "clips" / "train"
+    clips_dir.mkdir(parents=True)
+    dead_pid = 2 ** 22 + 1  # above Linux's largest pid: no such process
+    for fname, path in list(zip(index.train["fname"], index.train["path"]))[:5]:
+        features.append_record(clips_dir, dead_pid, fname, features.source_signature(path),
+                               features.features_of_file(path, config), "")
+    features.close_record_files()
+    computed = []
+    original = features.decode
+    monkeypatch.setattr(features, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
+    build(resumed, config, workers=1)
+    assert len(computed) == len(index.train) - 5 + len(index.test)
+    assert cache_files(resumed, config) == cache_files(reference, config)
+    assert not any(clips_dir.iterdir())
 
 
 def test_crash_while_packing_then_rerun_gives_the_same_cache(tmp_path, competition, monkeypatch):
@@ -318,10 +374,13 @@ def _peak_packing_bytes(tmp_path: Path, n_clips: int) -> int:
     rng = np.random.default_rng(0)
     signatures = {f"clip{i}.wav": f"{i}-0" for i in range(n_clips)}
     for fname, signature in signatures.items():
-        np.save(clips_dir / f"{fname}.{signature}.npy", rng.standard_normal((2000, 64)).astype(np.float16))
+        features.append_record(clips_dir, os.getpid(), fname, signature,
+                               rng.standard_normal((2000, 64)).astype(np.float16), "")
+    features.close_record_files()
+    records = features.cached_clips(tmp_path / "no-pack-yet", clips_dir, signatures)
     table = pd.DataFrame({"fname": list(signatures)})
     tracemalloc.start()
-    pack_split(table, clips_dir, tmp_path / f"split-{n_clips}", signatures, with_stats=True)
+    pack_split(table, records, tmp_path / f"split-{n_clips}", signatures, with_stats=True)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak
