@@ -21,7 +21,7 @@ KAGGLE_COMPETITION = "freesound-audio-tagging"
 def _experiment(path: str, args):
     from competition.config import load_experiment
 
-    experiment = load_experiment(Path(path))
+    experiment = load_experiment(Path(path), getattr(args, "dataset", None))
     train = {k: v for k, v in {"epochs": getattr(args, "epochs", None)}.items() if v is not None}
     folds = {"k": args.folds} if getattr(args, "folds", None) else {}
     return experiment.with_overrides(train=train, folds=folds)

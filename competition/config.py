@@ -150,7 +150,12 @@ def _section(cls, table: dict, source: str, section: str):
     return cls(**table)
 
 
-def load_experiment(path: Path) -> Experiment:
+SECTIONS = {"features": FeatureConfig, "model": ModelConfig, "train": TrainConfig, "folds": FoldConfig}
+
+
+def load_experiment(path: Path, dataset: str | None = None) -> Experiment:
+    """The experiment of a TOML file; for `dataset`, with its `[datasets.<dataset>.<section>]` values
+    over the file's own (e.g. augmentation that suits environmental sounds but not instruments)."""
     path = Path(path)
     try:
         table = tomllib.loads(path.read_text())
@@ -158,11 +163,27 @@ def load_experiment(path: Path) -> Experiment:
         raise ConfigError(f"{path}: experiment file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    sections = {"features": FeatureConfig, "model": ModelConfig, "train": TrainConfig, "folds": FoldConfig}
-    unknown = set(table) - set(sections) - {"name"}
+    unknown = set(table) - set(SECTIONS) - {"name", "datasets"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s): {', '.join(sorted(unknown))}")
-    return Experiment(
-        name=table.get("name", path.stem),
-        **{name: _section(cls, table.get(name, {}), str(path), name) for name, cls in sections.items()},
-    )
+    per_dataset = table.get("datasets", {})
+    for name, sections in per_dataset.items():
+        unknown = set(sections) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown section(s) in [datasets.{name}]: {', '.join(sorted(unknown))}")
+        _experiment_of(table, sections, path, f"datasets.{name}.")  # every dataset's values checked, used or not
+    return _experiment_of(table, per_dataset.get(dataset, {}) if dataset else {}, path)
+
+
+def _experiment_of(table: dict, overrides: dict, path: Path, where: str = "") -> Experiment:
+    def section(name, cls):
+        label = f"{where}{name}" if name in overrides else name
+        return _section(cls, {**table.get(name, {}), **overrides.get(name, {})}, str(path), label)
+
+    try:
+        return Experiment(name=table.get("name", path.stem),
+                          **{name: section(name, cls) for name, cls in SECTIONS.items()})
+    except ConfigError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}{f' [{where[:-1]}]' if where else ''}: {error}") from None

@@ -77,7 +77,7 @@ def plan_kernels(experiment_paths: list[Path], *, title: str, dataset: str, comp
     from competition.config import load_experiment
     from competition.datasets import get_dataset
 
-    experiments = [load_experiment(Path(path)) for path in experiment_paths]
+    experiments = [load_experiment(Path(path), dataset) for path in experiment_paths]
     names = [experiment.name for experiment in experiments]
     if len(set(names)) != len(names):
         raise KernelError(f"two experiments share a name ({', '.join(names)}); their runs would collide")

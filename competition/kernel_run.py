@@ -46,7 +46,7 @@ def main(settings: dict) -> None:
         raise KernelError(f"unknown kernel kind {kind!r} in SETTINGS")
     workspace = Workspace(Path(tempfile.mkdtemp(prefix="kit-workspace-")))
     dataset, index = prepare_data(workspace, settings, input_dir)
-    experiments = load_experiments(workspace, settings["experiments"])
+    experiments = load_experiments(workspace, settings["experiments"], dataset.name)
     if kind == "blend":
         run_dirs = [collect_folds(workspace, dataset, index, experiment, settings["fold_kernels"][experiment.name],
                                   input_dir) for experiment in experiments]
@@ -116,8 +116,9 @@ def prepare_data(workspace, settings: dict, input_dir: Path):
     return dataset, dataset.index(root)
 
 
-def load_experiments(workspace, sources: list[dict]) -> list:
-    """The experiments embedded in SETTINGS, each written back to its TOML file and loaded from it."""
+def load_experiments(workspace, sources: list[dict], dataset: str) -> list:
+    """The experiments embedded in SETTINGS, each written back to its TOML file and loaded from it
+    (with the dataset's own values, if it has any)."""
     from competition.config import load_experiment
     from competition.workspace import atomic_write_text
 
@@ -125,7 +126,7 @@ def load_experiments(workspace, sources: list[dict]) -> list:
     for source in sources:
         path = workspace.root / "experiments" / source["file"]
         atomic_write_text(path, source["toml"])
-        experiments.append(load_experiment(path))
+        experiments.append(load_experiment(path, dataset))
     return experiments
 
 

@@ -59,10 +59,10 @@ def base_model_path(base_run: Path) -> Path:
     return best.parent / "model.keras"
 
 
-def transfer_experiment(base_run: Path, experiment_file: Path) -> Experiment:
-    """The TOML's training settings on the base run's features and model."""
+def transfer_experiment(base_run: Path, experiment_file: Path, dataset: str | None = None) -> Experiment:
+    """The TOML's training settings (for `dataset`, with its own values) on the base run's features and model."""
     record = base_record(base_run)
-    own = load_experiment(experiment_file)
+    own = load_experiment(experiment_file, dataset)
     return replace(own, features=FeatureConfig(**record["feature_config"]),
                    model=ModelConfig(**record["params"]["model"]))
 
@@ -74,8 +74,8 @@ def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: 
     from competition.train import train_experiment
 
     base_run = Path(base_run)
-    experiment = transfer_experiment(base_run, experiment_file)
     dataset = get_dataset(dataset_name)
+    experiment = transfer_experiment(base_run, experiment_file, dataset.name)
     index = dataset.index(workspace.dataset_dir(dataset.name))
     return train_experiment(workspace, dataset, index, experiment, base_model=base_model_path(base_run),
                             run_name=run_name or f"{dataset.name}-{experiment.name}-from-{base_run.name}")

@@ -38,6 +38,9 @@ def test_load_experiment_reads_sections(tmp_path):
     ("[trainer]\nepochs = 3\n", "unknown section(s): trainer"),
     ("[features]\nkind = 'cqt'\n", "features.kind must be"),
     ("[train\n", "not valid TOML"),
+    ("[datasets.urbansound8k.train]\nbin_shfit = 4\n", "unknown key(s) in [datasets.urbansound8k.train]: bin_shfit"),
+    ("[datasets.urbansound8k.trainer]\nepochs = 3\n", "unknown section(s) in [datasets.urbansound8k]: trainer"),
+    ("[features]\nkind = 'mfcc'\n[datasets.esc50.train]\nbin_shift = 4\n", "bin_shift and train.gain_db move log-mel"),
 ])
 def test_load_experiment_names_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -47,8 +50,21 @@ def test_load_experiment_names_the_problem(tmp_path, text, message):
     assert message in str(error.value)
 
 
+def test_a_datasets_own_values_apply_to_that_dataset_only(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text("[train]\nepochs = 3\nbin_shift = 0\n[datasets.urbansound8k.train]\nbin_shift = 4\n"
+                    "gain_db = 6.0\n[datasets.urbansound8k.model]\nwidth = 8\n")
+    plain, urban = load_experiment(path), load_experiment(path, "urbansound8k")
+    assert load_experiment(path, "freesound-audio-tagging") == plain
+    assert (plain.train.bin_shift, plain.train.gain_db, plain.model.width) == (0, 0.0, 32)
+    assert (urban.train.bin_shift, urban.train.gain_db, urban.model.width, urban.train.epochs) == (4, 6.0, 8, 3)
+    assert urban.hash != plain.hash and urban.features.key == plain.features.key
+
+
 def test_shipped_experiments_load():
     from pathlib import Path
 
     for path in sorted(Path(__file__).parent.parent.glob("experiments/*.toml")):
         assert load_experiment(path).name
+        for dataset in ("freesound-audio-tagging", "urbansound8k", "esc10", "esc50", "demo"):
+            assert load_experiment(path, dataset).name == load_experiment(path).name
