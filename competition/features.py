@@ -560,19 +560,8 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
             for config in stale:
                 _remove_leftovers(roots[config.key])
             caches = {roots[config.key] / "clips" / split: config for config in stale}
-            found = {clips_dir: cached_clips(clips_dir.parent.parent / split, clips_dir, signatures)
-                     for clips_dir in caches}
             kinds = "+".join(dict.fromkeys(config.kind for config in stale))
-            compute_clips(table, caches, found, signatures=signatures, workers=workers,
-                          desc=f"{dataset} {kinds} {split}")
-            for clips_dir, config in caches.items():
-                failed = [record.error for record in found[clips_dir].values() if record.error]
-                if failed and split == "train":
-                    listing = "\n".join(f"  {error}" for error in failed[:20])
-                    raise FeatureError(f"{len(failed)} train clip(s) could not be decoded; fix them or remove "
-                                       f"them from the dataset's CSV:\n{listing}")
-                pack_split(table, found[clips_dir], roots[config.key] / split, signatures,
-                           with_stats=(split == "train"))
+            _compute_and_pack(table, split, caches, signatures, workers, desc=f"{dataset} {kinds} {split}")
         for config in configs:
             # Also after a run killed between packing and this clean-up, whose pack is current.
             clips_dir = roots[config.key] / "clips" / split
@@ -587,6 +576,36 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
             print(f"warning: {len(failed)} {split} clip(s) could not be decoded; they get a blank input "
                   f"and still a row in the submission:\n{listing}", file=sys.stderr)
     return stores
+
+
+# Tries at computing and packing a split: another build of the same cache running beside this one
+# (`make train` while `make features` runs) may pack first and delete record files this one meant to
+# read; the next try finds those clips in its pack.
+PACK_ATTEMPTS = 3
+
+
+def _compute_and_pack(table: pd.DataFrame, split: str, caches: dict[Path, FeatureConfig],
+                      signatures: dict[str, str], workers: int, desc: str) -> None:
+    """Compute the clips the caches ({clips_dir: config}) lack, then pack each cache's split."""
+    for attempt in range(PACK_ATTEMPTS):
+        caches = {clips_dir: config for clips_dir, config in caches.items()
+                  if not _pack_is_current(clips_dir.parent.parent / split, signatures)}
+        found = {clips_dir: cached_clips(clips_dir.parent.parent / split, clips_dir, signatures)
+                 for clips_dir in caches}
+        compute_clips(table, caches, found, signatures=signatures, workers=workers, desc=desc)
+        try:
+            for clips_dir in caches:
+                failed = [record.error for record in found[clips_dir].values() if record.error]
+                if failed and split == "train":
+                    listing = "\n".join(f"  {error}" for error in failed[:20])
+                    raise FeatureError(f"{len(failed)} train clip(s) could not be decoded; fix them or remove "
+                                       f"them from the dataset's CSV:\n{listing}")
+                pack_split(table, found[clips_dir], clips_dir.parent.parent / split, signatures,
+                           with_stats=(split == "train"))
+            return
+        except FileNotFoundError:
+            if attempt == PACK_ATTEMPTS - 1:
+                raise
 
 
 def _pack_is_current(split_dir: Path, signatures: dict[str, str]) -> bool:

@@ -349,6 +349,36 @@ def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, compet
     assert not any(clips_dir.iterdir())
 
 
+def test_records_deleted_by_a_build_running_beside_are_found_again(tmp_path, competition, monkeypatch):
+    """Another build of the same cache packs first and deletes its record files, which this build had
+    found and meant to read: it looks again, computes what is gone, and packs the same cache."""
+    config = tiny_config()
+    reference = workspace_with(tmp_path / "reference", competition)
+    build(reference, config, workers=1)
+    workspace = workspace_with(tmp_path / "beside", competition)
+    index = get_dataset("demo").index(workspace.dataset_dir("demo"))
+    clips_dir = features.cache_dir(workspace, "demo", config) / "clips" / "train"
+    clips_dir.mkdir(parents=True)
+    for fname, path in list(zip(index.train["fname"], index.train["path"]))[:5]:
+        features.append_record(clips_dir, os.getppid(), fname, features.source_signature(path),  # a live owner
+                               features.features_of_file(path, config), "")
+    features.close_record_files()
+    original = features.pack_split
+    deleted = []
+
+    def pack_after_the_other_build_cleaned_up(table, records, *args, **kwargs):
+        if not deleted:
+            deleted.extend(clips_dir.glob(f"{os.getppid()}-*.records"))
+            for path in deleted:
+                path.unlink()
+        return original(table, records, *args, **kwargs)
+
+    monkeypatch.setattr(features, "pack_split", pack_after_the_other_build_cleaned_up)
+    build(workspace, config, workers=1)
+    assert deleted
+    assert cache_files(workspace, config) == cache_files(reference, config)
+
+
 def test_crash_while_packing_then_rerun_gives_the_same_cache(tmp_path, competition, monkeypatch):
     config = tiny_config()
     reference = workspace_with(tmp_path / "reference", competition)
