@@ -327,19 +327,27 @@ def test_a_torn_or_damaged_record_and_all_after_it_are_ignored(tmp_path):
     assert [f for f, _, _ in features.read_records(path)] == ["clip0.wav"]
 
 
-def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, competition, monkeypatch):
+def _reference_and_records_of_another_run(tmp_path, competition, owner: int):
+    """(config, a whole reference cache, a fresh workspace holding records of the first 5 train clips
+    written by a build whose main process is `owner`, the train clips folder, the index)."""
     config = tiny_config()
     reference = workspace_with(tmp_path / "reference", competition)
     build(reference, config, workers=1)
-    resumed = workspace_with(tmp_path / "resumed", competition)
-    index = get_dataset("demo").index(resumed.dataset_dir("demo"))
-    clips_dir = features.cache_dir(resumed, "demo", config) / "clips" / "train"
+    workspace = workspace_with(tmp_path / "other", competition)
+    index = get_dataset("demo").index(workspace.dataset_dir("demo"))
+    clips_dir = features.cache_dir(workspace, "demo", config) / "clips" / "train"
     clips_dir.mkdir(parents=True)
-    dead_pid = 2 ** 22 + 1  # above Linux's largest pid: no such process
     for fname, path in list(zip(index.train["fname"], index.train["path"]))[:5]:
-        features.append_record(clips_dir, dead_pid, fname, features.source_signature(path),
+        features.append_record(clips_dir, owner, fname, features.source_signature(path),
                                features.features_of_file(path, config), "")
     features.close_record_files()
+    return config, reference, workspace, clips_dir, index
+
+
+def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, competition, monkeypatch):
+    dead_pid = 2 ** 22 + 1  # above Linux's largest pid: no such process
+    config, reference, resumed, clips_dir, index = _reference_and_records_of_another_run(tmp_path, competition,
+                                                                                       dead_pid)
     computed = []
     original = features.decode
     monkeypatch.setattr(features, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
@@ -352,17 +360,8 @@ def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, compet
 def test_records_deleted_by_a_build_running_beside_are_found_again(tmp_path, competition, monkeypatch):
     """Another build of the same cache packs first and deletes its record files, which this build had
     found and meant to read: it looks again, computes what is gone, and packs the same cache."""
-    config = tiny_config()
-    reference = workspace_with(tmp_path / "reference", competition)
-    build(reference, config, workers=1)
-    workspace = workspace_with(tmp_path / "beside", competition)
-    index = get_dataset("demo").index(workspace.dataset_dir("demo"))
-    clips_dir = features.cache_dir(workspace, "demo", config) / "clips" / "train"
-    clips_dir.mkdir(parents=True)
-    for fname, path in list(zip(index.train["fname"], index.train["path"]))[:5]:
-        features.append_record(clips_dir, os.getppid(), fname, features.source_signature(path),  # a live owner
-                               features.features_of_file(path, config), "")
-    features.close_record_files()
+    config, reference, workspace, clips_dir, _ = _reference_and_records_of_another_run(
+        tmp_path, competition, os.getppid())  # a live owner
     original = features.pack_split
     deleted = []
 
