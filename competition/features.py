@@ -297,11 +297,18 @@ def append_record(clips_dir: Path, owner: int, fname: str, signature: str, featu
     data = np.ascontiguousarray(features, dtype=np.float16)
     key, error_bytes = f"{fname}\n{signature}".encode(), error.encode()
     header = _RECORD_HEADER.pack(RECORD_MAGIC, len(key), len(error_bytes), *data.shape)
-    crc = zlib.crc32(data, zlib.crc32(error_bytes, zlib.crc32(key, zlib.crc32(header))))
     offset = handle.tell() + len(header) + len(key) + len(error_bytes)
-    handle.write(b"".join((header, key, error_bytes, data.tobytes(), _RECORD_CRC.pack(crc))))
+    handle.write(b"".join((header, key, error_bytes, data.tobytes(),
+                           _RECORD_CRC.pack(_record_crc(header, key, error_bytes, data)))))
     handle.flush()
     return ClipRecord(handle.name, offset, data.shape[0], data.shape[1], error)
+
+
+def _record_crc(*parts) -> int:
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
 def close_record_files() -> None:
@@ -325,10 +332,9 @@ def read_records(path: Path):
             offset = handle.tell()
             data = handle.read(2 * frames * bins)
             crc = handle.read(_RECORD_CRC.size)
-            if len(crc) < _RECORD_CRC.size or (_RECORD_CRC.unpack(crc)[0] != zlib.crc32(
-                    data, zlib.crc32(error, zlib.crc32(key, zlib.crc32(header))))):
+            if len(crc) < _RECORD_CRC.size or _RECORD_CRC.unpack(crc)[0] != _record_crc(header, key, error, data):
                 return
-            fname, signature = key.decode().split("\n")
+            fname, signature = key.decode().rsplit("\n", 1)
             yield fname, signature, ClipRecord(str(path), offset, frames, bins, error.decode())
 
 
