@@ -133,8 +133,10 @@ def _read_plain_pcm16_wav(path, max_seconds: float | None) -> tuple[int, np.ndar
         if not stat.S_ISREG(status.st_mode) or status.st_size < 44:
             return None
         with open(path, "rb") as handle:
-            head = handle.read(_WAV_HEADER_BYTES)
-            layout = _pcm16_wav_layout(head, status.st_size)
+            head = handle.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":  # other formats leave after 12 bytes
+                return None
+            layout = _pcm16_wav_layout(head + handle.read(_WAV_HEADER_BYTES - 12), status.st_size)
             if layout is None:
                 return None
             rate, channels, data_offset, n_frames = layout
