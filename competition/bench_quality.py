@@ -196,7 +196,7 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
         rows[f"ablation: {kit[0].name} without TTA (1 crop)"] = _without_tta(kit_runs[0], workspace, dataset, index,
                                                                             kit[0], protocol)
         variants = {"esc10": {"without SpecAugment masking": WITHOUT_MASKING, "without mixup": WITHOUT_MIXUP},
-                    "urbansound8k": {"without bin shifts and level changes": WITHOUT_URBAN_AUGMENTATION}}
+                    "urbansound8k": {"without bin shifts and gain changes": WITHOUT_URBAN_AUGMENTATION}}
         for label, changes in ({} if quick else variants[protocol.dataset]).items():
             run_dir = _train(workspace, dataset, index, _experiment(KIT_RECIPES[0], protocol, **changes))
             rows[f"ablation: {kit[0].name} {label}"] = _run_scores(run_dir, index, protocol)
