@@ -13,6 +13,9 @@ On the same clips, in one run:
     (d) the kit: `build_features`, what `make features` runs, on all cores, cold cache.
     (d') the whole command, `python -m competition features`, cold cache: interpreter start,
         imports and indexing included; then its warm rerun.
+    (0) decoding alone (soundfile.read, float32 at the file's rate), serial: a floor under every
+        method. All cores decoding and nothing else would give (0) x cores clips/s, the table's
+        last line; on Vorbis clips that cap sits near 3x (c).
 
 Each method runs in its own fresh process. (a) to (d) first handle a clip untimed ((d) builds a
 scratch cache of two), so imports and JIT compilation are left out of every one of them alike;
@@ -62,6 +65,7 @@ METHODS = {
     "c1": "the same, BLAS/OpenMP limited to 1 thread",
     "d": "kit: build_features, {workers} workers, cold",
     "d'": "kit: `python -m competition features`, cold",
+    "0": "decoding alone: soundfile.read, serial",
 }
 
 
@@ -112,6 +116,10 @@ def _run_method(method: str, paths: list[str], work_dir: Path, workers: int) -> 
         one = _zafar_mfcc
     elif method == "c":
         one = lambda path: _librosa_logmel(path, config)  # noqa: E731
+    elif method == "0":
+        import soundfile
+
+        one = lambda path: soundfile.read(path, dtype="float32")  # noqa: E731
     elif method == "d":
         import pandas as pd
 
@@ -293,7 +301,7 @@ def _bench_clips(tmp: Path, source: Path, paths: list[str], what: str, workers: 
     list_file = tmp / "paths.json"
     list_file.write_text(json.dumps(paths))
     one_thread = {variable: "1" for variable in THREAD_VARIABLES}
-    for method in ("a", "b", "c", "c1", "d"):
+    for method in ("a", "b", "c", "c1", "d", "0"):
         print(f"  ({method}) {METHODS[method].format(workers=workers)} ...", flush=True)
         work = tmp / f"work-{method}"
         work.mkdir()
@@ -325,7 +333,7 @@ def _table(rows: dict, n: int, workers: int, what: str, load_before: float, load
            warm_seconds: float) -> str:
     from competition.features import available_cores
 
-    a, c, d = (rows[k]["clips_per_second"] for k in ("a", "c", "d"))
+    a, c, d, decode_only = (rows[k]["clips_per_second"] for k in ("a", "c", "d", "0"))
     lines = [
         "",
         f"features bench: {what}",
@@ -334,13 +342,16 @@ def _table(rows: dict, n: int, workers: int, what: str, load_before: float, load
         "",
         f"{'method':58s} {'clips/s':>8s} {'vs (a)':>7s} {'vs (c)':>7s} {'CPU ms/clip':>12s} {'peak MiB':>9s}",
     ]
-    for key, row in rows.items():
+    for key in METHODS:
+        row = rows[key]
         label = f"({key}) {METHODS[key].format(workers=workers)}"
         lines.append(f"{label:58s} {row['clips_per_second']:8.1f} {row['clips_per_second'] / a:6.2f}x "
                      f"{row['clips_per_second'] / c:6.2f}x {1000 * row['cpu_seconds'] / n:12.1f} "
                      f"{row['peak_bytes'] / 2**20:9.0f}")
     lines += [
         f"(d') warm rerun, nothing to compute: {warm_seconds:.2f} s for {n} clips",
+        f"(0) x {workers} cores, decoding and nothing else: {workers * decode_only:.1f} clips/s, "
+        f"{workers * decode_only / a:.2f}x (a), {workers * decode_only / c:.2f}x (c): no method can go faster",
         "",
         f"targets: (d) >= 4x (a): {d / a:.2f}x {'met' if d >= 4 * a else 'NOT met'}; "
         f"(d) >= 3x (c): {d / c:.2f}x {'met' if d >= 3 * c else 'NOT met'}",
