@@ -15,7 +15,8 @@ On the same clips, in one run:
         imports and indexing included; then its warm rerun.
     (0) decoding alone (soundfile.read, float32 at the file's rate), serial: a floor under every
         method. All cores decoding and nothing else would give (0) x cores clips/s, the table's
-        last line; on Vorbis clips that cap sits near 3x (c).
+        last line; on ESC-10's Vorbis clips that cap is about 3.7x (c) here, before any
+        resampling or log-mel.
 
 Each method runs in its own fresh process. (a) to (d) first handle a clip untimed ((d) builds a
 scratch cache of two), so imports and JIT compilation are left out of every one of them alike;
