@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--folds", type=int)
     sub = step("bench", cmd_bench, "speed of feature extraction (seed, Zafar, librosa, kit), then of training",
                dataset=False)
-    sub.add_argument("--clips", type=int, help="use only the first N clips of each set (default: all: 400 ESC-10, the shared UrbanSound8K folds, 400 generated)")
+    sub.add_argument("--clips", type=int, help="use only the first N clips of each set (default: all: 400 ESC-10, "
+                                               "the shared UrbanSound8K folds, 400 generated)")
     sub.add_argument("--workers", type=int, help="processes for the kit's features (default: all cores)")
     sub.add_argument("--generated", action="store_true",
                      help="generated WAV clips even where ../shared/data (ESC-10, UrbanSound8K) is present")

@@ -153,9 +153,8 @@ def _read_plain_pcm16_wav(path, max_seconds: float | None) -> tuple[int, np.ndar
 
 
 def _pcm16_wav_layout(head: bytes, file_size: int) -> tuple[int, int, int, int] | None:
-    """(sample rate, channels, data offset, frames) from the start of an ordinary 16-bit PCM WAV, or None."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
+    """(sample rate, channels, data offset, frames) from the start of a RIFF/WAVE file (its first 12
+    bytes checked by the caller) that is an ordinary 16-bit PCM WAV, or None."""
     position, fmt = 12, None
     while position + 8 <= len(head):
         chunk_id, size = head[position:position + 4], int.from_bytes(head[position + 4:position + 8], "little")

@@ -30,11 +30,11 @@ when there, ESC-10 (400 OGG clips, 44.1 kHz, 5 s) and every UrbanSound8K clip of
 bin/urbansound8k-wav does); otherwise (or with `--generated`) 400 generated 5 s 16-bit WAV clips at
 44.1 kHz. Each table says which. The kit's cold start (forking workers that then set their threads
 and warm their caches, about 0.1 s) is a fixed cost: over 400 clips it is a third of the kit's
-time, over a real dataset's thousands next to nothing, which the UrbanSound8K set shows. Decoding
-Vorbis costs about 5.5 ms a clip whoever does it (libvorbis through libsndfile), more than all of
-the kit's other work: with only that and the kit's arithmetic (resampling and log-mel, ~1.3 ms), two
-cores give (d) about 2 x 10.4 / 6.8 = 3.1x of (c)'s 10.4 ms a clip, so on OGG 3x leaves nothing for
-writing the cache; WAV is the format of Freesound, UrbanSound8K and today's ESC-50.
+time, over a real dataset's thousands next to nothing, which the UrbanSound8K set shows. On OGG,
+decoding Vorbis (libvorbis through libsndfile) costs about 5.8 ms a 5 s clip whoever does it, more
+than all of the kit's other work: row (0) and its cap line show it, and with resampling and log-mel
+the kit's whole serial cost is about 7.6 ms a clip, so on two cores (d) cannot pass about 2.6-2.9x
+(c) there; WAV is the format of Freesound, UrbanSound8K and today's ESC-50.
 """
 
 from __future__ import annotations
