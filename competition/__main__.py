@@ -12,13 +12,35 @@ import sys
 import time
 from pathlib import Path
 
+from competition.errors import KitError
 from competition.workspace import Workspace
 
-DEFAULT_EXPERIMENTS = ["experiments/logmel-cnn.toml"]
-KAGGLE_COMPETITION = "freesound-audio-tagging"
+
+def _experiment_paths(args) -> list[Path]:
+    """The experiments named with --experiment, else the kit's defaults (config.DEFAULT_EXPERIMENTS)."""
+    from competition.config import DEFAULT_EXPERIMENTS
+
+    return [Path(path) for path in args.experiment] if args.experiment else list(DEFAULT_EXPERIMENTS)
 
 
-def _experiment(path: str, args):
+def _run_dir(workspace: Workspace, name: str) -> Path:
+    """A run given as a folder, or as a name under runs/."""
+    return Path(name) if Path(name).exists() else workspace.runs / name
+
+
+def _competition(args) -> str:
+    """--competition, else the Kaggle competition of --dataset."""
+    from competition.datasets.registry import get_dataset
+
+    if args.competition:
+        return args.competition
+    competition = get_dataset(args.dataset).kaggle_competition
+    if competition is None:
+        raise KitError(f"{args.dataset} is no Kaggle competition's data; name one with --competition")
+    return competition
+
+
+def _experiment(path: Path, args):
     from competition.config import load_experiment
 
     experiment = load_experiment(Path(path), getattr(args, "dataset", None))
@@ -28,24 +50,24 @@ def _experiment(path: str, args):
 
 
 def _dataset_and_index(workspace: Workspace, name: str):
-    from competition.datasets import get_dataset
+    from competition.datasets.registry import get_dataset
 
     dataset = get_dataset(name)
     return dataset, dataset.index(workspace.dataset_dir(name))
 
 
 def cmd_data(args, workspace: Workspace) -> None:
-    from competition.data import obtain
+    from competition.datasets.obtain import obtain
 
     path = obtain(workspace, args.dataset, from_dir=Path(args.from_dir) if args.from_dir else None)
     print(f"{args.dataset}: ready in {path}")
 
 
 def cmd_features(args, workspace: Workspace) -> None:
-    from competition.features import build_feature_sets
+    from competition.features.cache import build_feature_sets
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
-    configs = [_experiment(path, args).features for path in args.experiment or DEFAULT_EXPERIMENTS]
+    configs = [_experiment(path, args).features for path in _experiment_paths(args)]
     started = time.perf_counter()
     # One pass for all experiments: each clip is decoded once, whatever features they ask for.
     caches = build_feature_sets(workspace, dataset.name, {"train": index.train, "test": index.test}, configs,
@@ -56,10 +78,10 @@ def cmd_features(args, workspace: Workspace) -> None:
 
 
 def cmd_train(args, workspace: Workspace) -> None:
-    from competition.train import train_experiment
+    from competition.modeling.train import train_experiment
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
-    for path in args.experiment or DEFAULT_EXPERIMENTS:
+    for path in _experiment_paths(args):
         run_dir = train_experiment(workspace, dataset, index, _experiment(path, args), run_name=args.run,
                                    only_folds=args.fold)
         scores_path = run_dir / "scores.json"
@@ -69,9 +91,16 @@ def cmd_train(args, workspace: Workspace) -> None:
 
 
 def cmd_ensemble(args, workspace: Workspace) -> None:
-    from competition.ensemble import blend_runs
+    from competition.submit.ensemble import blend_runs
 
-    runs = [Path(r) if Path(r).exists() else workspace.runs / r for r in args.runs]
+    if args.runs:
+        runs = [_run_dir(workspace, run) for run in args.runs]
+    else:  # the runs `train` makes of the same experiments
+        from competition.datasets.registry import get_dataset
+        from competition.modeling.train import run_dir_for
+
+        dataset = get_dataset(args.dataset)
+        runs = [run_dir_for(workspace, dataset, _experiment(path, args), None) for path in _experiment_paths(args)]
     path = blend_runs(workspace, runs, args.name, weights=args.weights)
     record = json.loads(path.with_suffix(".json").read_text())
     for member in record["members"]:
@@ -81,33 +110,26 @@ def cmd_ensemble(args, workspace: Workspace) -> None:
 
 
 def cmd_report(args, workspace: Workspace) -> None:
-    from competition.report import write_report
+    from competition.modeling.report import write_report
 
-    run = Path(args.run) if Path(args.run).exists() else workspace.runs / args.run
-    report_dir = write_report(run)
+    report_dir = write_report(_run_dir(workspace, args.run))
     print(f"{report_dir}: " + ", ".join(sorted(p.name for p in report_dir.iterdir())))
 
 
-def cmd_bench_quality(args, workspace: Workspace) -> None:
-    from competition.bench_quality import run_quality_bench
-
-    run_quality_bench(workspace, quick=args.quick)
-
-
 def cmd_score(args, workspace: Workspace) -> None:
-    from competition.datasets import get_dataset
-    from competition.scoring import score_submission
+    from competition.datasets.registry import get_dataset
+    from competition.submit.scoring import score_submission
 
     dataset = get_dataset(args.dataset)
     truth = workspace.dataset_dir(dataset.name) / (dataset.ground_truth or "")
     if not dataset.ground_truth or not truth.is_file():
-        sys.exit(f"no test labels for {dataset.name}: {truth} is missing")
+        raise KitError(f"no test labels for {dataset.name}: {truth} is missing")
     for usage, value in score_submission(Path(args.sub), truth).items():
         print(f"{usage:8s} MAP@3 {value:.5f}")
 
 
 def cmd_validate(args, workspace: Workspace) -> None:
-    from competition.submission import validate_submission
+    from competition.submit.submission import validate_submission
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
     rows = validate_submission(Path(args.sub), index.test["fname"].tolist(), dataset.labels)
@@ -115,27 +137,29 @@ def cmd_validate(args, workspace: Workspace) -> None:
 
 
 def cmd_submit(args, workspace: Workspace) -> None:
-    from competition.leaderboard import submit
+    from competition.kaggle.leaderboard import submit
 
-    message = submit(workspace, Path(args.sub), dataset_name=args.dataset, competition=args.competition,
+    competition = _competition(args)
+    message = submit(workspace, Path(args.sub), dataset_name=args.dataset, competition=competition,
                      note=args.message)
-    print(f"{args.sub}: submitted to {args.competition} as {message!r}; its score: make submissions")
+    print(f"{args.sub}: submitted to {competition} as {message!r}; its score: make submissions")
 
 
 def cmd_submissions(args, workspace: Workspace) -> None:
-    from competition import kaggle_api
-    from competition.leaderboard import format_submissions
+    from competition import kaggle_client
+    from competition.kaggle.leaderboard import format_submissions
 
-    print(format_submissions(kaggle_api.list_submissions(args.competition)))
+    print(format_submissions(kaggle_client.list_submissions(_competition(args))))
 
 
 def cmd_kernel(args, workspace: Workspace) -> None:
-    from competition import kaggle_api
-    from competition.kernel import plan_kernels, push_kernels, write_kernel
+    from competition import kaggle_client
+    from competition.kaggle.kernel_build import plan_kernels, write_kernel
+    from competition.kaggle.kernel_push import push_kernels
 
-    username = args.username or kaggle_api.username()
-    kernels = plan_kernels([Path(p) for p in args.experiment or DEFAULT_EXPERIMENTS], title=args.title,
-                           dataset=args.dataset, competition=args.competition,
+    username = args.username or kaggle_client.username()
+    kernels = plan_kernels(_experiment_paths(args), title=args.title,
+                           dataset=args.dataset, competition=_competition(args),
                            per_fold=args.fold_kernels == "all", username=username)
     folders = [write_kernel(kernel, username=username, build_dir=workspace.kernel_builds, private=not args.public)
                for kernel in kernels]
@@ -146,14 +170,19 @@ def cmd_kernel(args, workspace: Workspace) -> None:
 
 
 def cmd_kernel_status(args, workspace: Workspace) -> None:
-    from competition.kernel import kernel_states, pushed_kernels
+    from competition.kaggle.kernel_push import kernel_states, pushed_kernels
 
     for ref, state in kernel_states(pushed_kernels(workspace, args.kernels)).items():
         print(f"{ref}: {state}")
 
 
 def cmd_kernel_output(args, workspace: Workspace) -> None:
-    from competition.kernel import FAILED_STATES, fetch_output, kernel_states, pushed_kernels
+    from competition.kaggle.kernel_push import (
+        FAILED_STATES,
+        fetch_output,
+        kernel_states,
+        pushed_kernels,
+    )
 
     for ref, state in kernel_states(pushed_kernels(workspace, args.kernels)).items():
         if state != "complete" and state not in FAILED_STATES:
@@ -167,57 +196,60 @@ def cmd_kernel_output(args, workspace: Workspace) -> None:
 
 
 def cmd_transfer(args, workspace: Workspace) -> None:
-    from competition.transfer import run_transfer
+    from competition.modeling.transfer import run_transfer
 
-    base = Path(args.base) if Path(args.base).exists() else workspace.runs / args.base
-    run_dir = run_transfer(workspace, base, args.dataset, Path(args.experiment), run_name=args.run)
+    run_dir = run_transfer(workspace, _run_dir(workspace, args.base), args.dataset, Path(args.experiment), run_name=args.run)
     scores = json.loads((run_dir / "scores.json").read_text())
     folds = "  ".join(f"fold {k}: {v:.4f}" for k, v in scores["folds"].items())
     print(f"{run_dir}: {scores['metric']} {folds}  OOF {scores['oof']:.4f}")
 
 
 def cmd_predict(args, workspace: Workspace) -> None:
-    from competition.predict import predict_files
+    from competition.submit.predict import predict_files
 
-    for path, tags in predict_files(Path(args.run) if Path(args.run).exists() else workspace.runs / args.run,
-                                    [Path(f) for f in args.files]):
+    for path, tags in predict_files(_run_dir(workspace, args.run), [Path(f) for f in args.files]):
         print(f"{path}: " + "  ".join(f"{label} {p:.3f}" for label, p in tags))
 
 
 def cmd_demo(args, workspace: Workspace) -> None:
-    from competition.demo_pipeline import run_demo
+    from competition.demo_run import run_demo
 
     run_demo(workspace, n_train=args.n_train, n_test=args.n_test, seed=args.seed, epochs=args.epochs,
              folds=args.folds)
 
 
-def cmd_bench(args, workspace: Workspace) -> None:
-    """Features part, then the training part."""
-    from competition.bench_features import run_bench
-    from competition.bench_training import run_training_bench
-
-    run_bench(clips=args.clips, workers=args.workers, generated=args.generated, scratch=workspace.features)
-    run_training_bench()
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from competition.datasets import dataset_names
+    from competition.config import DEFAULT_EXPERIMENTS, DEFAULT_TRANSFER_EXPERIMENT
+    from competition.datasets.registry import (
+        DEFAULT_DATASET,
+        DEFAULT_TRANSFER_DATASET,
+        dataset_names,
+    )
+
+    default_experiments = ", ".join(path.stem for path in DEFAULT_EXPERIMENTS)
 
     parser = argparse.ArgumentParser(prog="python -m competition", description=__doc__)
     steps = parser.add_subparsers(dest="step", required=True, metavar="step")
 
-    def step(name: str, handler, help: str, *, dataset: bool = True) -> argparse.ArgumentParser:
+    def step(name: str, handler, help: str, *, dataset: bool = True,
+             default_dataset: str = DEFAULT_DATASET) -> argparse.ArgumentParser:
         sub = steps.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
         if dataset:
-            sub.add_argument("--dataset", default="freesound-audio-tagging", choices=dataset_names())
+            sub.add_argument("--dataset", default=default_dataset, choices=dataset_names())
         return sub
 
+    def experiment_files(sub):
+        sub.add_argument("--experiment", action="append", help="experiment TOML (repeatable); default: the kit's "
+                         f"({default_experiments} in experiments/)")
+
     def experiments(sub):
-        sub.add_argument("--experiment", action="append", help="experiment TOML (repeatable); default: "
-                         + ", ".join(DEFAULT_EXPERIMENTS))
+        experiment_files(sub)
         sub.add_argument("--epochs", type=int, help="override [train] epochs")
         sub.add_argument("--folds", type=int, help="override [folds] k")
+
+    def competition(sub, help: str = "Kaggle competition (default: the one of --dataset)"):
+        sub.add_argument("--competition", help=help)
 
     sub = step("data", cmd_data, "obtain a dataset into data/<dataset>/ and verify it")
     sub.add_argument("--from", dest="from_dir", help="use a local copy instead of downloading")
@@ -228,17 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     experiments(sub)
     sub.add_argument("--run", help="run folder name (default: <dataset>-<experiment>)")
     sub.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
-    sub = step("ensemble", cmd_ensemble, "blend runs into submissions/<name>.csv (+ .json)", dataset=False)
-    sub.add_argument("runs", nargs="+", help="run folders or names under runs/")
+    sub = step("ensemble", cmd_ensemble, "blend runs into submissions/<name>.csv (+ .json)")
+    sub.add_argument("runs", nargs="*", help="run folders or names under runs/ (default: the runs `train` makes "
+                     "of the experiments on --dataset)")
+    experiment_files(sub)
     sub.add_argument("--name", default="submission")
     sub.add_argument("--weights", choices=["fitted", "equal"], default="fitted",
                      help="fitted: minimise the blend's OOF log loss (default); equal: plain geometric mean")
     sub = step("report", cmd_report, "rebuild runs/<run>/report/ (CV table, per-class accuracy, figures)",
                dataset=False)
     sub.add_argument("run", help="run folder or name under runs/")
-    sub = step("bench-quality", cmd_bench_quality, "accuracy on real audio (../shared/data): ESC-10 5-fold CV, "
-               "UrbanSound8K fold 1<->2, kit recipe vs the Zafar kernel recipe, ablation", dataset=False)
-    sub.add_argument("--quick", action="store_true", help="no ablation retraining (TTA ablation only)")
     sub = step("score", cmd_score, "score a submission against the post-competition test labels")
     sub.add_argument("sub", help="submission CSV")
     sub = step("validate", cmd_validate, "check a submission CSV (header, every test fname, 3 known labels)")
@@ -247,17 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
                "and config hashes")
     sub.add_argument("sub", help="submission CSV (its .json record, if any, describes it)")
     sub.add_argument("--message", help="a note put first in the submission's description")
-    sub.add_argument("--competition", default=KAGGLE_COMPETITION)
-    sub = step("submissions", cmd_submissions, "your recent Kaggle submissions with public/private scores",
-               dataset=False)
-    sub.add_argument("--competition", default=KAGGLE_COMPETITION)
+    competition(sub)
+    sub = step("submissions", cmd_submissions, "your recent Kaggle submissions with public/private scores")
+    competition(sub)
     sub = step("kernel", cmd_kernel, "build a Kaggle kernel into kernels/build/<slug>/ and push it")
-    sub.add_argument("--experiment", action="append", help="experiment TOML (repeatable); default: "
-                     + ", ".join(DEFAULT_EXPERIMENTS))
+    experiment_files(sub)
     sub.add_argument("--folds", dest="fold_kernels", choices=["all"],
                      help="all: one kernel per fold, run in parallel, then a blend kernel")
     sub.add_argument("--title", default="audio tagging kit", help="kernel title, its slug the kernel's name")
-    sub.add_argument("--competition", default=KAGGLE_COMPETITION, help="the competition the kernel reads")
+    competition(sub, "the competition the kernel reads (default: the one of --dataset)")
     sub.add_argument("--username", help="Kaggle username (default: the one of your credentials)")
     sub.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
     sub.add_argument("--build-only", action="store_true", help="build, do not push")
@@ -269,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub = step(name, handler, help, dataset=False)
         sub.add_argument("kernels", nargs="*", help="slugs or owner/slug refs (default: every kernel pushed "
                          "from kernels/build/)")
-    sub = step("transfer", cmd_transfer, "train a dataset's folds from a base run's backbone weights")
+    sub = step("transfer", cmd_transfer, "train a dataset's folds from a base run's backbone weights",
+               default_dataset=DEFAULT_TRANSFER_DATASET)
     sub.add_argument("--base", required=True, help="base run folder or name under runs/")
-    sub.add_argument("--experiment", default="experiments/transfer-urbansound8k.toml",
+    sub.add_argument("--experiment", default=DEFAULT_TRANSFER_EXPERIMENT,
                      help="fine-tuning settings (features and model come from the base run)")
     sub.add_argument("--run", help="run folder name (default: <dataset>-<experiment>-from-<base>)")
     sub = step("predict", cmd_predict, "top-3 tags of audio files from a trained run", dataset=False)
@@ -283,13 +313,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--epochs", type=int)
     sub.add_argument("--folds", type=int)
-    sub = step("bench", cmd_bench, "speed of feature extraction (seed, Zafar, librosa, kit), then of training",
-               dataset=False)
-    sub.add_argument("--clips", type=int, help="use only the first N clips of each set (default: all: 400 ESC-10, "
-                                               "the shared UrbanSound8K folds, 400 generated)")
-    sub.add_argument("--workers", type=int, help="processes for the kit's features (default: all cores)")
-    sub.add_argument("--generated", action="store_true",
-                     help="generated WAV clips even where ../shared/data (ESC-10, UrbanSound8K) is present")
     return parser
 
 
@@ -300,12 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     workspace = Workspace.from_env()
     try:
         args.handler(args, workspace)
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
-        # Our own errors name the file and the problem: show them without a traceback.
-        if type(error).__module__.startswith("competition"):
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        raise
+    except KitError as error:
+        # The kit's own errors name the file and the problem: one line, no traceback.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

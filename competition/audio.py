@@ -43,6 +43,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from competition.errors import KitError
+
 # Slowest and fastest sample rates taken as real; anything else is a corrupt header. 768 kHz is
 # the highest rate recording hardware offers.
 MIN_PLAUSIBLE_SAMPLE_RATE = 1_000
@@ -67,7 +69,7 @@ _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _TRUNCATION_NOTES = ("(should be ", "ended unexpectedly")
 
 
-class AudioError(ValueError):
+class AudioError(KitError, ValueError):
     """Raised with a message that names the file and the problem."""
 
 

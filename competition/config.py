@@ -3,6 +3,13 @@
 A cache key is a hash of exactly the parameters that change a step's output: feature parameters
 key the feature cache; feature and training parameters key a run. Changing `n_mels` recomputes
 features; changing the learning rate does not.
+
+A setting added later is declared with `setting(default, neutral=...)`, `neutral` being the value
+that does what the kit did before the setting existed: at that value it stays out of the hash, so
+runs trained before it keep their hash (and their folders) instead of being refused.
+
+`DEFAULT_EXPERIMENTS` are the experiments every step uses when none is named: `make train`,
+`python -m competition train`, `make demo`, `make kernel` and `make bench-quality` alike.
 """
 
 from __future__ import annotations
@@ -12,6 +19,15 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+
+from competition.errors import KitError
+from competition.workspace import KIT_ROOT
+
+EXPERIMENTS_DIR = KIT_ROOT / "experiments"
+# Three views of one recipe, blended by `make ensemble`: log-mel, MFCC, log-mel keeping every band.
+DEFAULT_EXPERIMENTS = tuple(EXPERIMENTS_DIR / f"{name}.toml" for name in ("logmel-cnn", "mfcc-cnn", "logmel-bins-cnn"))
+# `make transfer`'s fine-tuning settings (features and model come from the base run).
+DEFAULT_TRANSFER_EXPERIMENT = EXPERIMENTS_DIR / "transfer-urbansound8k.toml"
 
 # Bump when feature code changes its output for the same parameters, so old caches are not reused.
 FEATURE_CODE_VERSION = 2
@@ -23,8 +39,24 @@ def config_hash(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-class ConfigError(ValueError):
+class ConfigError(KitError, ValueError):
     pass
+
+
+_NEUTRAL = "neutral"
+
+
+def setting(default, *, neutral=None):
+    """A setting added after runs were trained: left out of the hash at its `neutral` value (the
+    behaviour before it existed; by default its default)."""
+    return field(default=default, metadata={_NEUTRAL: default if neutral is None else neutral})
+
+
+def hashed_settings(section) -> dict:
+    """A config section's settings as the hash sees them: every one, but those at their neutral value."""
+    values = asdict(section)
+    return {f.name: values[f.name] for f in fields(section)
+            if not (_NEUTRAL in f.metadata and values[f.name] == f.metadata[_NEUTRAL])}
 
 
 @dataclass(frozen=True)
@@ -128,14 +160,14 @@ class Experiment:
                               f"features.kind is {self.features.kind!r}")
 
     def output_params(self) -> dict:
-        return {"features": self.features.output_params(), "model": asdict(self.model),
-                "train": asdict(self.train), "folds": asdict(self.folds)}
+        return {"features": self.features.output_params(), "model": hashed_settings(self.model),
+                "train": hashed_settings(self.train), "folds": hashed_settings(self.folds)}
 
     @property
     def hash(self) -> str:
         return config_hash(self.output_params())
 
-    def with_overrides(self, **sections: dict) -> "Experiment":
+    def with_overrides(self, **sections: dict) -> Experiment:
         """A copy with some fields of some sections replaced, e.g. train={'epochs': 1}."""
         updated = {name: replace(getattr(self, name), **values) for name, values in sections.items() if values}
         return replace(self, **updated)

@@ -1,6 +1,7 @@
-"""Where each step reads and writes: one folder per step, under one root.
+"""Where each step reads and writes: one folder per step, under one root; and the kit's own files.
 
 The root is the current directory, or `$KIT_HOME` when set (tests and kernels point it elsewhere).
+`KIT_ROOT` is the kit's checkout, which holds `experiments/` and the `kernels/` templates.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+KIT_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Workspace:
     root: Path
 
     @classmethod
-    def from_env(cls) -> "Workspace":
+    def from_env(cls) -> Workspace:
         return cls(Path(os.environ.get("KIT_HOME") or Path.cwd()).resolve())
 
     @property

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def tiny_competition(tmp_path_factory) -> Path:
     """A small demo competition rendered once per test session (read-only: copy before changing it)."""
-    from competition.demo import generate_demo
+    from competition.datasets.demo_synth import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("tiny") / "demo", n_train=84, n_test=24, seed=3)
 

@@ -30,12 +30,13 @@ import time
 import uuid
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -142,7 +143,7 @@ class KaggleStandIn:
 
     # -- running
 
-    def start(self) -> "KaggleStandIn":
+    def start(self) -> KaggleStandIn:
         self._httpd = bind_client_port(lambda: ThreadingHTTPServer((HOST, PORT), _handler_for(self)))
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()  # quick to stop
@@ -200,7 +201,7 @@ class KaggleStandIn:
                 file_name=upload.file_name,
                 content=upload.content,
                 description=body.get("submissionDescription", ""),
-                date=datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0),
+                date=datetime.now(UTC).replace(tzinfo=None, microsecond=0),
             )
         )
         return 200, {"message": f"Successfully submitted to {name}", "ref": len(self.submissions)}, {}
@@ -388,7 +389,7 @@ def build_competition_archive(dest: Path, n_train: int = 12, n_test: int = 6, se
     competition ended, test_post_competition.csv) next to audio_train.zip and audio_test.zip,
     which hold the folders audio_train/ and audio_test/ of WAVs.
     """
-    from competition.demo import TEST_AUDIO_DIR, TRAIN_AUDIO_DIR, generate_demo
+    from competition.datasets.demo_synth import TEST_AUDIO_DIR, TRAIN_AUDIO_DIR, generate_demo
 
     unpacked = generate_demo(dest.with_name(dest.stem + "-unpacked"), n_train=n_train, n_test=n_test, seed=seed)
     with zipfile.ZipFile(dest, "w") as archive:
@@ -427,9 +428,9 @@ def kaggle_env(tmp_path, monkeypatch) -> Path:
         monkeypatch.setenv(name, "localhost,127.0.0.1")
     # Import the client now, while its import-time authentication finds a username/key and so
     # stays local (given a token, it would ask kaggle.com to check it).
-    from competition import kaggle_api
+    from competition import kaggle_client
 
-    kaggle_api._client_class()
+    kaggle_client._client_class()
     return home
 
 

@@ -5,9 +5,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from competition.batches import (class_balance_weights, fit_length, mixup, random_crops, shift_and_gain,
-                                 soft_targets, spec_augment, training_batches, tta_crops, tta_starts)
 from competition.config import TrainConfig
+from competition.modeling.batches import (
+    class_balance_weights,
+    fit_length,
+    mixup,
+    random_crops,
+    shift_and_gain,
+    soft_targets,
+    spec_augment,
+    training_batches,
+    tta_crops,
+    tta_starts,
+)
 
 
 def fake_store(lengths, bins=4):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from competition import bench_features
+from benchmarks import features as bench_features
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from competition.bench_quality import ESC10, URBANSOUND8K, SHARED_DATA, fold_scores, run_quality_bench
+from benchmarks.quality import ESC10, SHARED_DATA, URBANSOUND8K, fold_scores, run_quality_bench
 from competition.workspace import Workspace
 
 
@@ -28,8 +28,8 @@ def test_fold_scores_name_train_test_directions_and_average_over_folds():
 @pytest.mark.realdata
 @pytest.mark.skipif(not (SHARED_DATA / "esc10").is_dir(), reason="needs ../shared/data/esc10 beside the checkout")
 def test_the_shared_esc10_copy_has_the_protocol_folds():
-    from competition.bench_quality import _index
-    from competition.datasets import get_dataset
+    from benchmarks.quality import _index
+    from competition.datasets.registry import get_dataset
 
     dataset = get_dataset("esc10")
     index = _index(dataset, SHARED_DATA / "esc10", ESC10)

@@ -19,10 +19,14 @@ import pandas as pd
 import pytest
 import soundfile
 
-from competition import data
-from competition.datasets import (ESC10_LABELS, ESC50_LABELS, TEST_COLUMNS, TRAIN_COLUMNS, URBANSOUND8K_LABELS,
-                                  DatasetError, dataset_names, get_dataset)
-from competition.labels import FREESOUND_LABELS
+from competition.datasets import esc50, urbansound8k
+from competition.datasets import obtain as data
+from competition.datasets.esc50 import ESC10_LABELS
+from competition.datasets.esc50 import LABELS as ESC50_LABELS
+from competition.datasets.freesound import LABELS as FREESOUND_LABELS
+from competition.datasets.registry import dataset_names, get_dataset
+from competition.datasets.spec import TEST_COLUMNS, TRAIN_COLUMNS, DatasetError
+from competition.datasets.urbansound8k import LABELS as URBANSOUND8K_LABELS
 from competition.workspace import Workspace
 
 RATE = 8000
@@ -85,7 +89,7 @@ def make_kaggle_layout(root: Path, labels: tuple[str, ...]) -> Path:
 
 
 def _demo_labels():
-    from competition.demo import DEMO_LABELS
+    from competition.datasets.demo import LABELS as DEMO_LABELS
     return DEMO_LABELS
 
 
@@ -259,10 +263,9 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("name,url_attribute", [("esc50", "ESC50_URL"), ("esc10", "ESC50_URL"),
-                                                ("urbansound8k", "URBANSOUND8K_URL")])
-def test_offline_download_fails_fast_naming_the_local_copy_option(name, url_attribute, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, url_attribute, f"http://127.0.0.1:{_closed_port()}/archive.zip")
+@pytest.mark.parametrize("name,source", [("esc50", esc50), ("esc10", esc50), ("urbansound8k", urbansound8k)])
+def test_offline_download_fails_fast_naming_the_local_copy_option(name, source, tmp_path, monkeypatch):
+    monkeypatch.setattr(source, "URL", f"http://127.0.0.1:{_closed_port()}/archive.zip")
     started = time.monotonic()
     with pytest.raises(DatasetError, match=rf"cannot download .*; .*make data DATASET={name} FROM=DIR"):
         data.obtain(Workspace(tmp_path), name)
@@ -271,7 +274,7 @@ def test_offline_download_fails_fast_naming_the_local_copy_option(name, url_attr
 
 
 def test_unresolvable_host_fails_with_the_same_advice(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "ESC50_URL", "https://no-such-host.invalid/master.zip")
+    monkeypatch.setattr(esc50, "URL", "https://no-such-host.invalid/master.zip")
     with pytest.raises(DatasetError, match=r"(cannot resolve|no answer for) no-such-host.invalid.*make data DATASET=esc50 FROM=DIR"):
         data.obtain(Workspace(tmp_path), "esc50")
 
@@ -306,7 +309,7 @@ def test_download_esc50_from_its_archive(tmp_path, monkeypatch, archive_server):
         for path in source.rglob("*"):
             archive.write(path, path.relative_to(source.parent))
     files["/master.zip"] = buffer.getvalue()
-    monkeypatch.setattr(data, "ESC50_URL", f"{url}/master.zip")
+    monkeypatch.setattr(esc50, "URL", f"{url}/master.zip")
     dest = data.obtain(Workspace(tmp_path / "kit"), "esc10")
     assert (dest / "meta" / "esc50.csv").is_file() and data.is_verified(dest)
     assert sorted(os.listdir(dest.parent)) == [".esc10.verified.json", "esc10"]  # download folder removed
@@ -319,7 +322,7 @@ def test_download_urbansound8k_from_its_archive(tmp_path, monkeypatch, archive_s
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         archive.add(source / "UrbanSound8K", "UrbanSound8K")
     files["/UrbanSound8K.tar.gz"] = buffer.getvalue()
-    monkeypatch.setattr(data, "URBANSOUND8K_URL", f"{url}/UrbanSound8K.tar.gz")
+    monkeypatch.setattr(urbansound8k, "URL", f"{url}/UrbanSound8K.tar.gz")
     dest = data.obtain(Workspace(tmp_path / "kit"), "urbansound8k")
     assert (dest / "metadata" / "UrbanSound8K.csv").is_file() and data.is_verified(dest)
     assert len(get_dataset("urbansound8k").index(dest).train) == 2
@@ -327,7 +330,7 @@ def test_download_urbansound8k_from_its_archive(tmp_path, monkeypatch, archive_s
 
 def test_missing_archive_on_the_server_is_a_clear_error(tmp_path, monkeypatch, archive_server):
     url, _ = archive_server
-    monkeypatch.setattr(data, "ESC50_URL", f"{url}/gone.zip")
+    monkeypatch.setattr(esc50, "URL", f"{url}/gone.zip")
     with pytest.raises(DatasetError, match=r"cannot download .*gone.zip \(Not Found\)"):
         data.obtain(Workspace(tmp_path), "esc50")
 

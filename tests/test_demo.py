@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from competition import demo
-from competition.labels import FREESOUND_LABELS
+from competition.datasets import demo_synth as demo
+from competition.datasets.demo import LABELS as DEMO_LABELS
+from competition.datasets.freesound import LABELS as FREESOUND_LABELS
 
 N_TRAIN, N_TEST = 40, 20
 
@@ -26,9 +27,10 @@ def demo_dir(tmp_path_factory) -> Path:
 
 
 def test_demo_labels_are_official_and_enough():
-    assert len(demo.DEMO_LABELS) >= 15
-    assert set(demo.DEMO_LABELS) <= set(FREESOUND_LABELS)
-    assert list(demo.DEMO_LABELS) == sorted(demo.DEMO_LABELS)
+    assert tuple(sorted(demo.VOICES)) == DEMO_LABELS  # every label voiced, nothing else
+    assert len(DEMO_LABELS) >= 15
+    assert set(DEMO_LABELS) <= set(FREESOUND_LABELS)
+    assert list(DEMO_LABELS) == sorted(DEMO_LABELS)
 
 
 def test_csv_headers_and_row_counts(demo_dir):
@@ -69,7 +71,7 @@ def test_empty_test_clip_is_ignored(demo_dir):
     _, solution = read_csv(demo_dir / "test_post_competition.csv")
     empty = [row for row in solution if soundfile.info(demo_dir / "audio_test" / row["fname"]).frames == 0]
     assert len(empty) == 1
-    assert empty[0]["usage"] == "Ignored" and empty[0]["label"] in demo.DEMO_LABELS
+    assert empty[0]["usage"] == "Ignored" and empty[0]["label"] in DEMO_LABELS
 
 
 def test_usage_split_scores_most_rows(demo_dir):
@@ -81,7 +83,7 @@ def test_usage_split_scores_most_rows(demo_dir):
 def test_labels_and_label_noise(demo_dir):
     _, train = read_csv(demo_dir / "train.csv")
     _, solution = read_csv(demo_dir / "test_post_competition.csv")
-    assert {row["label"] for row in train + solution} <= set(demo.DEMO_LABELS)
+    assert {row["label"] for row in train + solution} <= set(DEMO_LABELS)
     assert {row["manually_verified"] for row in train} == {"0", "1"}
     unverified = {row["fname"] for row in train if row["manually_verified"] == "0"}
     assert 0.3 <= len(unverified) / N_TRAIN <= 0.5

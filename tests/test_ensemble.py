@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.ensemble import EnsembleError, blend_runs, fit_blend_weights, geometric_mean
+from competition.modeling.inference import BlendError, geometric_mean
+from competition.modeling.runs import Run
+from competition.submit.ensemble import EnsembleError, blend_runs, fit_blend_weights
 
 
 def softmax(logits):
@@ -25,7 +27,7 @@ def test_geometric_mean_is_a_normalised_weighted_product():
     expected = a ** 0.75 * b ** 0.25
     np.testing.assert_allclose(blend, expected / expected.sum(axis=1, keepdims=True), rtol=1e-6)
     np.testing.assert_allclose(geometric_mean([a]), a, rtol=1e-6)
-    with pytest.raises(EnsembleError):
+    with pytest.raises(BlendError, match="nothing to blend"):
         geometric_mean([])
 
 
@@ -53,19 +55,18 @@ def test_a_member_that_is_better_everywhere_takes_all_the_weight():
 
 
 def write_run(root, name, index, labels, oof, test, cv):
-    run = root / name
-    run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"dataset": "demo", "labels": labels, "hash": name[-10:].rjust(10, "0"),
-                                                 "feature_key": "logmel-x"}))
-    (run / "scores.json").write_text(json.dumps({"metric": "map@3", "oof": cv}))
+    """A finished run as training leaves it, written through the run folder's own module."""
+    run = Run(root / name)
+    run.claim({"dataset": "demo", "labels": labels, "hash": name[-10:].rjust(10, "0"), "feature_key": "logmel-x"})
+    run.write_scores({"metric": "map@3", "oof": cv})
     ids = index.train["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    np.savez(run / "oof.npz", fnames=index.train["fname"].to_numpy(str), probs=oof.astype(np.float32), true_ids=ids)
-    np.savez(run / "test.npz", fnames=index.test["fname"].to_numpy(str), probs=test.astype(np.float32))
-    return run
+    run.write_predictions("oof", index.train["fname"], oof, true_ids=ids)
+    run.write_predictions("test", index.test["fname"], test)
+    return run.dir
 
 
 def test_blend_runs_writes_a_valid_submission_and_records_members_and_blend(workspace):
-    from competition.datasets import get_dataset
+    from competition.datasets.registry import get_dataset
 
     dataset = get_dataset("demo")
     index = dataset.index(workspace.dataset_dir("demo"))
@@ -91,7 +92,7 @@ def test_blend_runs_writes_a_valid_submission_and_records_members_and_blend(work
 
 
 def test_blend_runs_refuses_runs_on_other_clips(workspace):
-    from competition.datasets import get_dataset
+    from competition.datasets.registry import get_dataset
 
     dataset = get_dataset("demo")
     index = dataset.index(workspace.dataset_dir("demo"))

@@ -18,10 +18,13 @@ import pandas as pd
 import pytest
 import soundfile
 
-from competition import features
 from competition.config import FeatureConfig, load_experiment
-from competition.datasets import ESC50_LABELS, get_dataset
-from competition.features import FeatureError, blank_features, build_features, compute_features, pack_split
+from competition.datasets.esc50 import LABELS as ESC50_LABELS
+from competition.datasets.registry import get_dataset
+from competition.features import cache, dsp, workers
+from competition.features import records as record_file
+from competition.features.cache import FeatureError, build_features, pack_split
+from competition.features.dsp import blank_features, compute_features
 from competition.workspace import Workspace
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +54,7 @@ def write_clip(path: Path, seconds: float, pitch: float, rate: int = 16000) -> N
 def make_competition(root: Path, n_train: int, n_test: int, *, seconds: float = 0.5, rate: int = 16000,
                      broken_test: bool = True) -> Path:
     """Kaggle's layout (the demo entry's), with an unreadable and an empty test clip when broken_test."""
-    from competition.demo import DEMO_LABELS
+    from competition.datasets.demo import LABELS as DEMO_LABELS
 
     train = pd.DataFrame({"fname": [f"{i:08x}.wav" for i in range(n_train)],
                           "label": [DEMO_LABELS[i % len(DEMO_LABELS)] for i in range(n_train)],
@@ -94,7 +97,7 @@ def build(workspace: Workspace, config: FeatureConfig, **options):
 def cache_files(workspace: Workspace, config: FeatureConfig, dataset: str = "demo") -> dict[str, bytes]:
     """Every file of a cache and its bytes; of failures.json only which clips failed (its reasons name
     the sources through this workspace's data/ folder)."""
-    root = features.cache_dir(workspace, dataset, config)
+    root = cache.cache_dir(workspace, dataset, config)
     return {str(p.relative_to(root)): (" ".join(json.loads(p.read_text())).encode() if p.name == "failures.json"
                                        else p.read_bytes())
             for p in sorted(root.rglob("*")) if p.is_file()}
@@ -133,7 +136,7 @@ def test_log_mel_and_mfcc_match_librosa(kind, seconds):
 def test_mel_filterbank_is_librosas(rate, n_fft, n_mels, fmin, fmax):
     import librosa
 
-    np.testing.assert_allclose(features.mel_filterbank(rate, n_fft, n_mels, fmin, fmax),
+    np.testing.assert_allclose(dsp.mel_filterbank(rate, n_fft, n_mels, fmin, fmax),
                                librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax),
                                atol=1e-7)
 
@@ -142,7 +145,7 @@ def test_features_of_a_file_resample_to_the_configured_rate(tmp_path):
     config = FeatureConfig()
     for rate in (8000, 44100, 96000):
         write_clip(tmp_path / f"{rate}.wav", 1.0, 440.0, rate)
-        assert features.features_of_file(tmp_path / f"{rate}.wav", config).shape == (1 + 22050 // 512, 64)
+        assert dsp.features_of_file(tmp_path / f"{rate}.wav", config).shape == (1 + 22050 // 512, 64)
 
 
 # ---------------------------------------------------------------- bad clips
@@ -178,8 +181,8 @@ def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
     workspace = workspace_with(tmp_path / "kit", competition)
     config = tiny_config("mfcc")
     computed = []
-    original = features.decode
-    monkeypatch.setattr(features, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
+    original = cache.decode
+    monkeypatch.setattr(cache, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
     build(workspace, config, workers=1)
     assert len(computed) == 12  # every clip once, the 2 undecodable test clips included
     computed.clear()
@@ -202,12 +205,12 @@ def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
 def test_several_configs_decode_each_clip_once_and_match_single_builds(tmp_path, competition, monkeypatch):
     configs = [tiny_config("logmel"), tiny_config("mfcc"), FeatureConfig(kind="wave", sample_rate=8000)]
     decoded = []
-    original = features.decode
-    monkeypatch.setattr(features, "decode", lambda path, cfg: decoded.append((Path(path).name, cfg.sample_rate))
+    original = cache.decode
+    monkeypatch.setattr(cache, "decode", lambda path, cfg: decoded.append((Path(path).name, cfg.sample_rate))
                         or original(path, cfg))
     together = workspace_with(tmp_path / "together", competition)
     index = get_dataset("demo").index(together.dataset_dir("demo"))
-    stores = features.build_feature_sets(together, "demo", {"train": index.train, "test": index.test},
+    stores = cache.build_feature_sets(together, "demo", {"train": index.train, "test": index.test},
                                          configs + [tiny_config("logmel")], workers=1)
     assert list(stores) == [config.key for config in configs]
     assert len(decoded) == 2 * (12 + 6)  # once per clip at 22,050 Hz, once at 8,000 Hz
@@ -229,26 +232,26 @@ def _threads_in_worker(_) -> tuple[list[int], list[str]]:
     from threadpoolctl import threadpool_info
 
     return ([pool["num_threads"] for pool in threadpool_info()],
-            [os.environ.get(v, "") for v in features.THREAD_VARIABLES])
+            [os.environ.get(v, "") for v in workers.THREAD_VARIABLES])
 
 
 def test_workers_run_one_blas_and_openmp_thread_each():
-    features.blank_features(FeatureConfig())  # what the parent loads before forking
-    with multiprocessing.get_context("fork").Pool(2, initializer=features.limit_worker_threads) as pool:
+    dsp.blank_features(FeatureConfig())  # what the parent loads before forking
+    with multiprocessing.get_context("fork").Pool(2, initializer=workers.limit_worker_threads) as pool:
         for threads, variables in pool.map(_threads_in_worker, range(2)):
             assert threads and set(threads) == {1}
-            assert variables == ["1"] * len(features.THREAD_VARIABLES)
+            assert variables == ["1"] * len(workers.THREAD_VARIABLES)
 
 
 def test_a_serial_build_leaves_the_callers_threads_alone(tmp_path, competition, monkeypatch):
     from threadpoolctl import threadpool_info
 
-    for variable in features.THREAD_VARIABLES:
+    for variable in workers.THREAD_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     before = [pool["num_threads"] for pool in threadpool_info()]
     build(workspace_with(tmp_path, competition), tiny_config(), workers=1)
     assert [pool["num_threads"] for pool in threadpool_info()] == before  # training runs next, in-process
-    assert not any(variable in os.environ for variable in features.THREAD_VARIABLES)
+    assert not any(variable in os.environ for variable in workers.THREAD_VARIABLES)
 
 
 # ---------------------------------------------------------------- crash safety
@@ -264,7 +267,7 @@ def _env(home: Path) -> dict:
 
 def _clips_done(cache: Path) -> int:
     """Clips a build has finished so far: whole records in its record files plus packed clips."""
-    records = sum(1 for path in cache.glob("clips/*/*.records") for _ in features.read_records(path))
+    records = sum(1 for path in cache.glob("clips/*/*.records") for _ in record_file.read_records(path))
     manifests = [path for path in cache.glob("*/manifest.json")]
     return records + sum(len(json.loads(path.read_text())) for path in manifests)
 
@@ -294,9 +297,9 @@ def test_kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_cache(tmp_path)
     subprocess.run(_features_command(experiment), env=_env(reference.root), cwd=reference.root, check=True,
                    capture_output=True)
     killed = workspace_with(tmp_path / "killed", competition)
-    cache = features.cache_dir(killed, "demo", config)
+    cache_root = cache.cache_dir(killed, "demo", config)
     for n_clips in (1, 25, 62, 70):  # early, mid-train, in the test split, near the end
-        _run_and_kill_after(_features_command(experiment), killed.root, cache, n_clips)
+        _run_and_kill_after(_features_command(experiment), killed.root, cache_root, n_clips)
     subprocess.run(_features_command(experiment), env=_env(killed.root), cwd=killed.root, check=True,
                    capture_output=True)
     expected = cache_files(reference, config)
@@ -307,24 +310,24 @@ def test_kill_9_at_any_moment_then_rerun_gives_the_uninterrupted_cache(tmp_path)
 def test_a_torn_or_damaged_record_and_all_after_it_are_ignored(tmp_path):
     clips = {f"clip{i}.wav": np.full((3 + i, 4), i, np.float16) for i in range(3)}
     for fname, values in clips.items():
-        last = features.append_record(tmp_path, 1, fname, "10-1", values, "bad audio" if fname == "clip1.wav" else "")
-    features.close_record_files()
+        last = record_file.append_record(tmp_path, 1, fname, "10-1", values, "bad audio" if fname == "clip1.wav" else "")
+    record_file.close_record_files()
     (path,) = tmp_path.glob("*.records")
     whole = path.read_bytes()
-    records = list(features.read_records(path))
+    records = list(record_file.read_records(path))
     assert [(f, s, r.error) for f, s, r in records] == [("clip0.wav", "10-1", ""), ("clip1.wav", "10-1", "bad audio"),
                                                        ("clip2.wav", "10-1", "")]
     for (_, _, record), values in zip(records, clips.values()):
         np.testing.assert_array_equal(record.read(), values)
     assert records[-1][2] == last
-    last_start = len(whole) - (features._RECORD_HEADER.size + len("clip2.wav\n10-1") + clips["clip2.wav"].nbytes + 4)
+    last_start = len(whole) - (record_file._RECORD_HEADER.size + len("clip2.wav\n10-1") + clips["clip2.wav"].nbytes + 4)
     for cut in range(last_start, len(whole)):  # killed at every byte of the last record
         path.write_bytes(whole[:cut])
-        assert [f for f, _, _ in features.read_records(path)] == ["clip0.wav", "clip1.wav"]
+        assert [f for f, _, _ in record_file.read_records(path)] == ["clip0.wav", "clip1.wav"]
     damaged = bytearray(whole)
     damaged[last_start - 7] ^= 0xFF  # a byte of clip1's data
     path.write_bytes(bytes(damaged))
-    assert [f for f, _, _ in features.read_records(path)] == ["clip0.wav"]
+    assert [f for f, _, _ in record_file.read_records(path)] == ["clip0.wav"]
 
 
 def _reference_and_records_of_another_run(tmp_path, competition, owner: int):
@@ -335,12 +338,12 @@ def _reference_and_records_of_another_run(tmp_path, competition, owner: int):
     build(reference, config, workers=1)
     workspace = workspace_with(tmp_path / "other", competition)
     index = get_dataset("demo").index(workspace.dataset_dir("demo"))
-    clips_dir = features.cache_dir(workspace, "demo", config) / "clips" / "train"
+    clips_dir = cache.cache_dir(workspace, "demo", config) / "clips" / "train"
     clips_dir.mkdir(parents=True)
     for fname, path in list(zip(index.train["fname"], index.train["path"]))[:5]:
-        features.append_record(clips_dir, owner, fname, features.source_signature(path),
-                               features.features_of_file(path, config), "")
-    features.close_record_files()
+        record_file.append_record(clips_dir, owner, fname, cache.source_signature(path),
+                               dsp.features_of_file(path, config), "")
+    record_file.close_record_files()
     return config, reference, workspace, clips_dir, index
 
 
@@ -349,8 +352,8 @@ def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, compet
     config, reference, resumed, clips_dir, index = _reference_and_records_of_another_run(tmp_path, competition,
                                                                                        dead_pid)
     computed = []
-    original = features.decode
-    monkeypatch.setattr(features, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
+    original = cache.decode
+    monkeypatch.setattr(cache, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
     build(resumed, config, workers=1)
     assert len(computed) == len(index.train) - 5 + len(index.test)
     assert cache_files(resumed, config) == cache_files(reference, config)
@@ -362,7 +365,7 @@ def test_records_deleted_by_a_build_running_beside_are_found_again(tmp_path, com
     found and meant to read: it looks again, computes what is gone, and packs the same cache."""
     config, reference, workspace, clips_dir, _ = _reference_and_records_of_another_run(
         tmp_path, competition, os.getppid())  # a live owner
-    original = features.pack_split
+    original = cache.pack_split
     deleted = []
 
     def pack_after_the_other_build_cleaned_up(table, records, *args, **kwargs):
@@ -372,7 +375,7 @@ def test_records_deleted_by_a_build_running_beside_are_found_again(tmp_path, com
                 path.unlink()
         return original(table, records, *args, **kwargs)
 
-    monkeypatch.setattr(features, "pack_split", pack_after_the_other_build_cleaned_up)
+    monkeypatch.setattr(cache, "pack_split", pack_after_the_other_build_cleaned_up)
     build(workspace, config, workers=1)
     assert deleted
     assert cache_files(workspace, config) == cache_files(reference, config)
@@ -387,7 +390,7 @@ def test_crash_while_packing_then_rerun_gives_the_same_cache(tmp_path, competiti
     def crash(*args):
         raise KeyboardInterrupt("simulated crash before the packed split moves into place")
 
-    monkeypatch.setattr(features, "replace_dir", crash)
+    monkeypatch.setattr(cache, "replace_dir", crash)
     with pytest.raises(KeyboardInterrupt):
         build(crashed, config, workers=1)
     monkeypatch.undo()
@@ -403,13 +406,13 @@ def _peak_packing_bytes(tmp_path: Path, n_clips: int) -> int:
     rng = np.random.default_rng(0)
     signatures = {f"clip{i}.wav": f"{i}-0" for i in range(n_clips)}
     for fname, signature in signatures.items():
-        features.append_record(clips_dir, os.getpid(), fname, signature,
+        record_file.append_record(clips_dir, os.getpid(), fname, signature,
                                rng.standard_normal((2000, 64)).astype(np.float16), "")
-    features.close_record_files()
-    records = features.cached_clips(tmp_path / "no-pack-yet", clips_dir, signatures)
+    record_file.close_record_files()
+    found = cache.cached_clips(tmp_path / "no-pack-yet", clips_dir, signatures)
     table = pd.DataFrame({"fname": list(signatures)})
     tracemalloc.start()
-    pack_split(table, records, tmp_path / f"split-{n_clips}", signatures, with_stats=True)
+    pack_split(table, found, tmp_path / f"split-{n_clips}", signatures, with_stats=True)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from competition.datasets import get_dataset
-from competition.folds import load_or_make_folds, stratified_folds
+from competition.datasets.folds import load_or_make_folds, stratified_folds
+from competition.datasets.registry import get_dataset
 from competition.workspace import Workspace
 
 

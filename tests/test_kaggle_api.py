@@ -14,8 +14,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from competition import kaggle_api
 from kaggle_server import (  # noqa: F401  (fixtures)
     COMPETITION,
     DROP,
@@ -32,6 +30,8 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     kaggle_server,
     no_credential_leaks,
 )
+
+from competition import kaggle_client
 
 REPO = Path(__file__).resolve().parents[1]
 KERNEL_ID = f"{FAKE_USERNAME}/fat-fold-0"
@@ -71,7 +71,7 @@ def no_retry_pause(monkeypatch):
 
 
 def test_download_fetches_the_archive_with_the_users_credentials(kaggle_server, competition_archive, tmp_path):
-    archive = kaggle_api.download_competition(COMPETITION, tmp_path / "raw")
+    archive = kaggle_client.download_competition(COMPETITION, tmp_path / "raw")
 
     assert archive == tmp_path / "raw" / f"{COMPETITION}.zip"
     assert archive.read_bytes() == competition_archive.read_bytes()
@@ -88,11 +88,11 @@ def test_download_fetches_the_archive_with_the_users_credentials(kaggle_server, 
 
 
 def test_download_rerun_with_the_archive_present_does_nothing(kaggle_server, tmp_path, monkeypatch):
-    first = kaggle_api.download_competition(COMPETITION, tmp_path)
+    first = kaggle_client.download_competition(COMPETITION, tmp_path)
     kaggle_server.requests.clear()
     monkeypatch.delenv("KAGGLE_KEY")  # not even credentials are needed
 
-    assert kaggle_api.download_competition(COMPETITION, tmp_path) == first
+    assert kaggle_client.download_competition(COMPETITION, tmp_path) == first
     assert kaggle_server.requests == []
 
 
@@ -103,7 +103,7 @@ def range_start(request) -> int:
 def test_download_resumes_a_transfer_dropped_midway(kaggle_server, competition_archive, tmp_path, no_retry_pause):
     kaggle_server.fail("FileDownload", TRUNCATE, times=1)
 
-    archive = kaggle_api.download_competition(COMPETITION, tmp_path)
+    archive = kaggle_client.download_competition(COMPETITION, tmp_path)
 
     assert archive.read_bytes() == competition_archive.read_bytes()
     first, retry = kaggle_server.received("FileDownload")
@@ -114,13 +114,13 @@ def test_interrupted_download_leaves_no_archive_and_the_rerun_resumes(
     kaggle_server, competition_archive, tmp_path, no_retry_pause
 ):
     kaggle_server.fail("FileDownload", TRUNCATE)
-    with pytest.raises(kaggle_api.NetworkUnreachable):
-        kaggle_api.download_competition(COMPETITION, tmp_path)
+    with pytest.raises(kaggle_client.NetworkUnreachable):
+        kaggle_client.download_competition(COMPETITION, tmp_path)
     assert not (tmp_path / f"{COMPETITION}.zip").exists()
 
     kaggle_server.fail("FileDownload", TRUNCATE, times=0)
     kaggle_server.requests.clear()
-    archive = kaggle_api.download_competition(COMPETITION, tmp_path)
+    archive = kaggle_client.download_competition(COMPETITION, tmp_path)
 
     assert archive.read_bytes() == competition_archive.read_bytes()
     # The redirect's GET tells the client what the file is; it then asks for the missing rest.
@@ -134,19 +134,19 @@ def test_interrupted_download_leaves_no_archive_and_the_rerun_resumes(
 def submit_sample(tmp_path: Path) -> None:
     csv_path = tmp_path / "submission.csv"
     csv_path.write_text("fname,label\n00063640.wav,Bark Flute Gong\n")
-    kaggle_api.submit(COMPETITION, csv_path, "cv map@3 0.9")
+    kaggle_client.submit(COMPETITION, csv_path, "cv map@3 0.9")
 
 
 STEPS = {
-    "download": ("DownloadDataFiles", lambda tmp_path: kaggle_api.download_competition(COMPETITION, tmp_path / "raw")),
+    "download": ("DownloadDataFiles", lambda tmp_path: kaggle_client.download_competition(COMPETITION, tmp_path / "raw")),
     "submit": ("StartSubmissionUpload", submit_sample),
 }
 FAILURES = {
-    401: (kaggle_api.CredentialsMissing, "rejected your credentials"),
-    403: (kaggle_api.RulesNotAccepted, f"https://www.kaggle.com/competitions/{COMPETITION}/rules"),
-    404: (kaggle_api.NotFound, f"Competition '{COMPETITION}' was not found"),
-    500: (kaggle_api.ServerError, "HTTP 500"),
-    DROP: (kaggle_api.NetworkUnreachable, "make data FROM=DIR"),
+    401: (kaggle_client.CredentialsMissing, "rejected your credentials"),
+    403: (kaggle_client.RulesNotAccepted, f"https://www.kaggle.com/competitions/{COMPETITION}/rules"),
+    404: (kaggle_client.NotFound, f"Competition '{COMPETITION}' was not found"),
+    500: (kaggle_client.ServerError, "HTTP 500"),
+    DROP: (kaggle_client.NetworkUnreachable, "make data FROM=DIR"),
 }
 
 
@@ -169,14 +169,14 @@ def test_failures_get_distinct_actionable_errors(kaggle_server, tmp_path, step, 
 
 def test_error_messages_are_distinct():
     classes = [error_class for error_class, _ in FAILURES.values()]
-    assert len(set(classes)) == len(classes) and all(issubclass(c, kaggle_api.KaggleError) for c in classes)
+    assert len(set(classes)) == len(classes) and all(issubclass(c, kaggle_client.KaggleError) for c in classes)
 
 
 def test_a_wrong_key_is_rejected_by_the_server(kaggle_server, tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "not-the-right-key-123")
 
-    with pytest.raises(kaggle_api.CredentialsMissing) as excinfo:
-        kaggle_api.download_competition(COMPETITION, tmp_path)
+    with pytest.raises(kaggle_client.CredentialsMissing) as excinfo:
+        kaggle_client.download_competition(COMPETITION, tmp_path)
 
     assert "HTTP 401" in str(excinfo.value) and "KAGGLE_KEY" in str(excinfo.value)
     assert "not-the-right-key-123" not in " ".join(error_texts(excinfo))
@@ -186,8 +186,8 @@ def test_no_credentials_says_how_to_create_a_token(kaggle_server, tmp_path, monk
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
 
-    with pytest.raises(kaggle_api.CredentialsMissing) as excinfo:
-        kaggle_api.download_competition(COMPETITION, tmp_path)
+    with pytest.raises(kaggle_client.CredentialsMissing) as excinfo:
+        kaggle_client.download_competition(COMPETITION, tmp_path)
 
     message = str(excinfo.value)
     assert message.startswith("No Kaggle credentials found")
@@ -220,16 +220,16 @@ def test_unusable_credentials_are_named_not_shown(kaggle_server, tmp_path, monke
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
-    with pytest.raises(kaggle_api.CredentialsMissing) as excinfo:
-        kaggle_api.list_submissions(COMPETITION)
+    with pytest.raises(kaggle_client.CredentialsMissing) as excinfo:
+        kaggle_client.list_submissions(COMPETITION)
 
     assert named in str(excinfo.value) and "Settings > API" in str(excinfo.value)
     assert "KGAT_expired0123456789" not in " ".join(error_texts(excinfo))
 
 
 def test_refused_connection_is_reported_as_offline(refused_connections, tmp_path):
-    with pytest.raises(kaggle_api.NetworkUnreachable) as excinfo:
-        kaggle_api.download_competition(COMPETITION, tmp_path)
+    with pytest.raises(kaggle_client.NetworkUnreachable) as excinfo:
+        kaggle_client.download_competition(COMPETITION, tmp_path)
     assert "offline" in str(excinfo.value) and "http://localhost:7777" in str(excinfo.value)
 
 
@@ -238,7 +238,7 @@ def test_access_token_is_checked_and_sent_as_bearer(kaggle_server, monkeypatch):
     monkeypatch.delenv("KAGGLE_KEY")
     monkeypatch.setenv("KAGGLE_API_TOKEN", FAKE_TOKEN)
 
-    assert kaggle_api.list_submissions(COMPETITION) == []
+    assert kaggle_client.list_submissions(COMPETITION) == []
 
     [introspect] = kaggle_server.received("IntrospectToken")
     assert introspect.json() == {"token": FAKE_TOKEN}
@@ -253,7 +253,7 @@ def test_submit_uploads_the_file_and_message(kaggle_server, tmp_path):
     csv_path = tmp_path / "fat.csv"
     csv_path.write_text("fname,label\n00063640.wav,Bark Flute Gong\n")
 
-    kaggle_api.submit(COMPETITION, csv_path, "cv map@3 0.912 | features 1a2b experiment 3c4d")
+    kaggle_client.submit(COMPETITION, csv_path, "cv map@3 0.912 | features 1a2b experiment 3c4d")
 
     [start] = kaggle_server.received("StartSubmissionUpload")
     assert start.path == "/api/v1/competitions.CompetitionApiService/StartSubmissionUpload"
@@ -270,7 +270,7 @@ def test_submit_uploads_the_file_and_message(kaggle_server, tmp_path):
 
 def test_failed_upload_submits_nothing(kaggle_server, tmp_path):
     kaggle_server.fail("BlobUpload", 403)
-    with pytest.raises(kaggle_api.KaggleError, match="nothing was submitted"):
+    with pytest.raises(kaggle_client.KaggleError, match="nothing was submitted"):
         submit_sample(tmp_path)
     assert kaggle_server.received("CreateSubmission") == [] and kaggle_server.submissions == []
 
@@ -280,7 +280,7 @@ def test_list_submissions_newest_first_with_scores(kaggle_server, tmp_path):
     submit_sample(tmp_path)
     kaggle_server.submissions[1].public_score, kaggle_server.submissions[1].private_score = "0.91234", "0.90011"
 
-    newest, oldest = kaggle_api.list_submissions(COMPETITION)
+    newest, oldest = kaggle_client.list_submissions(COMPETITION)
 
     assert newest["public_score"] == "0.91234" and newest["private_score"] == "0.90011"
     assert oldest["public_score"] is None
@@ -294,7 +294,7 @@ def test_list_submissions_newest_first_with_scores(kaggle_server, tmp_path):
 def test_push_kernel_sends_metadata_and_script(kaggle_server, tmp_path):
     folder = write_kernel(tmp_path / "kernel")
 
-    pushed = kaggle_api.push_kernel(folder)
+    pushed = kaggle_client.push_kernel(folder)
 
     assert pushed == {"ref": KERNEL_ID, "url": f"http://localhost:7777/code/{KERNEL_ID}", "version": 1}
     [save] = kaggle_server.received("SaveKernel")
@@ -303,34 +303,34 @@ def test_push_kernel_sends_metadata_and_script(kaggle_server, tmp_path):
     assert kernel.text == "print('training fold 0')\n"
     assert kernel.metadata["slug"] == KERNEL_ID and kernel.metadata["competitionDataSources"] == [COMPETITION]
     assert kernel.metadata["enableGpu"] is True and kernel.metadata["enableInternet"] is False
-    assert kaggle_api.push_kernel(folder)["version"] == 2
+    assert kaggle_client.push_kernel(folder)["version"] == 2
 
 
 def test_push_kernel_refuses_unknown_sources(kaggle_server, tmp_path):
     folder = write_kernel(tmp_path / "blend", f"{FAKE_USERNAME}/fat-blend", kernel_sources=[KERNEL_ID])
-    with pytest.raises(kaggle_api.KaggleError, match=f"does not know these sources.*{KERNEL_ID}"):
-        kaggle_api.push_kernel(folder)
+    with pytest.raises(kaggle_client.KaggleError, match=f"does not know these sources.*{KERNEL_ID}"):
+        kaggle_client.push_kernel(folder)
 
 
 def test_push_kernel_with_broken_metadata_sends_nothing(kaggle_server, tmp_path):
     folder = write_kernel(tmp_path / "kernel")
     (folder / "fat.py").unlink()
-    with pytest.raises(kaggle_api.KaggleError, match="Source file not found"):
-        kaggle_api.push_kernel(folder)
+    with pytest.raises(kaggle_client.KaggleError, match="Source file not found"):
+        kaggle_client.push_kernel(folder)
     assert kaggle_server.received("SaveKernel") == []
 
 
 def test_push_kernel_of_another_owner_is_forbidden(kaggle_server, tmp_path):
     folder = write_kernel(tmp_path / "kernel", "someone-else/fat-fold-0")
-    with pytest.raises(kaggle_api.Forbidden) as excinfo:
-        kaggle_api.push_kernel(folder)
-    assert not isinstance(excinfo.value, kaggle_api.RulesNotAccepted)
+    with pytest.raises(kaggle_client.Forbidden) as excinfo:
+        kaggle_client.push_kernel(folder)
+    assert not isinstance(excinfo.value, kaggle_client.RulesNotAccepted)
     assert "your own Kaggle username" in str(excinfo.value)
 
 
 def test_kernel_status_and_output(kaggle_server, tmp_path):
-    kaggle_api.push_kernel(write_kernel(tmp_path / "kernel"))
-    assert kaggle_api.kernel_status(KERNEL_ID) == "queued"
+    kaggle_client.push_kernel(write_kernel(tmp_path / "kernel"))
+    assert kaggle_client.kernel_status(KERNEL_ID) == "queued"
     [status] = kaggle_server.received("GetKernelSessionStatus")
     assert status.json() == {"userName": FAKE_USERNAME, "kernelSlug": "fat-fold-0"}
 
@@ -338,9 +338,9 @@ def test_kernel_status_and_output(kaggle_server, tmp_path):
     outputs = {f"fold-0/oof-{index:02d}.npy": bytes([index]) * 10 for index in range(24)}
     outputs["submission.csv"] = b"fname,label\n"
     kaggle_server.finish_kernel(KERNEL_ID, outputs, log="fold 0 done\n")
-    assert kaggle_api.kernel_status(KERNEL_ID) == "complete"
+    assert kaggle_client.kernel_status(KERNEL_ID) == "complete"
 
-    paths = kaggle_api.kernel_output(KERNEL_ID, tmp_path / "runs")
+    paths = kaggle_client.kernel_output(KERNEL_ID, tmp_path / "runs")
 
     assert {p.relative_to(tmp_path / "runs").as_posix(): p.read_bytes() for p in paths} == {
         **outputs, "fat-fold-0.log": b"fold 0 done\n"
@@ -352,31 +352,31 @@ def test_kernel_status_and_output(kaggle_server, tmp_path):
 @pytest.mark.parametrize(
     "rpc, failure, error_class",
     [
-        ("GetKernelSessionStatus", 401, kaggle_api.CredentialsMissing),
-        ("GetKernelSessionStatus", 403, kaggle_api.Forbidden),
-        ("GetKernelSessionStatus", 404, kaggle_api.NotFound),
-        ("ListKernelSessionOutput", 403, kaggle_api.Forbidden),
-        ("ListKernelSessionOutput", 500, kaggle_api.ServerError),
-        ("SaveKernel", 503, kaggle_api.ServerError),
-        ("SaveKernel", DROP, kaggle_api.NetworkUnreachable),
+        ("GetKernelSessionStatus", 401, kaggle_client.CredentialsMissing),
+        ("GetKernelSessionStatus", 403, kaggle_client.Forbidden),
+        ("GetKernelSessionStatus", 404, kaggle_client.NotFound),
+        ("ListKernelSessionOutput", 403, kaggle_client.Forbidden),
+        ("ListKernelSessionOutput", 500, kaggle_client.ServerError),
+        ("SaveKernel", 503, kaggle_client.ServerError),
+        ("SaveKernel", DROP, kaggle_client.NetworkUnreachable),
     ],
 )
 def test_kernel_failures(kaggle_server, tmp_path, rpc, failure, error_class):
     folder = write_kernel(tmp_path / "kernel")
     if rpc != "SaveKernel":
-        kaggle_api.push_kernel(folder)
+        kaggle_client.push_kernel(folder)
     kaggle_server.fail(rpc, failure)
     call = {
-        "GetKernelSessionStatus": lambda: kaggle_api.kernel_status(KERNEL_ID),
-        "ListKernelSessionOutput": lambda: kaggle_api.kernel_output(KERNEL_ID, tmp_path / "out"),
-        "SaveKernel": lambda: kaggle_api.push_kernel(folder),
+        "GetKernelSessionStatus": lambda: kaggle_client.kernel_status(KERNEL_ID),
+        "ListKernelSessionOutput": lambda: kaggle_client.kernel_output(KERNEL_ID, tmp_path / "out"),
+        "SaveKernel": lambda: kaggle_client.push_kernel(folder),
     }[rpc]
 
     with pytest.raises(error_class) as excinfo:
         call()
 
     assert KERNEL_ID in str(excinfo.value)
-    assert not isinstance(excinfo.value, kaggle_api.RulesNotAccepted)
+    assert not isinstance(excinfo.value, kaggle_client.RulesNotAccepted)
 
 
 # -- a fresh process, as the command line runs it
@@ -394,9 +394,9 @@ def test_fresh_process_without_credentials_writes_nothing_in_home(kaggle_server,
     home.mkdir()
 
     result = run_fresh(
-        "from competition import kaggle_api\n"
-        "try:\n    kaggle_api.list_submissions('freesound-audio-tagging')\n"
-        "except kaggle_api.CredentialsMissing as error:\n    print('ERROR', error)\n",
+        "from competition import kaggle_client\n"
+        "try:\n    kaggle_client.list_submissions('freesound-audio-tagging')\n"
+        "except kaggle_client.CredentialsMissing as error:\n    print('ERROR', error)\n",
         home,
         tmp_path,
     )
@@ -413,8 +413,8 @@ def test_fresh_process_reads_kaggle_json(kaggle_server, competition_archive, tmp
     credentials.chmod(0o600)
 
     result = run_fresh(
-        "from pathlib import Path\nfrom competition import kaggle_api\n"
-        "print(kaggle_api.download_competition('freesound-audio-tagging', Path('data')))\n",
+        "from pathlib import Path\nfrom competition import kaggle_client\n"
+        "print(kaggle_client.download_competition('freesound-audio-tagging', Path('data')))\n",
         home,
         tmp_path,
     )

@@ -16,10 +16,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from competition import data, datasets, kaggle_data
-from competition.__main__ import main
-from competition.workspace import Workspace
 from kaggle_server import (  # noqa: F401  (fixtures)
     COMPETITION,
     DROP,
@@ -29,6 +25,12 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     kaggle_server,
     no_credential_leaks,
 )
+
+from competition.__main__ import main
+from competition.datasets import freesound as kaggle_data
+from competition.datasets import obtain as data
+from competition.datasets import registry
+from competition.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("no_credential_leaks")
@@ -57,9 +59,8 @@ def stand_in_counts(monkeypatch, competition_archive):
     """The freesound entry, expecting the stand-in archive's clip counts instead of 9,473 and 9,400."""
     counts = (len(archived_rows(competition_archive, "train.csv")),
               len(archived_rows(competition_archive, "sample_submission.csv")))
-    real_entry = datasets._REGISTRY[COMPETITION]
-    monkeypatch.setitem(datasets._REGISTRY, COMPETITION,
-                        lambda: dataclasses.replace(real_entry(), expected_counts={"the stand-in archive": counts}))
+    monkeypatch.setitem(registry.REGISTRY, COMPETITION, dataclasses.replace(
+        registry.REGISTRY[COMPETITION], expected_counts={"the stand-in archive": counts}))
     return counts
 
 
@@ -240,9 +241,9 @@ def make_zenodo_copy(unpacked: Path, dest: Path) -> tuple[Path, int]:
 def test_from_accepts_zenodos_fsdkaggle2018(kit, unpacked_competition, tmp_path, monkeypatch):
     source, n_scored = make_zenodo_copy(unpacked_competition, tmp_path / "zenodo")
     n_train = len(csv_rows(unpacked_competition / "train.csv"))
-    real_entry = datasets._REGISTRY[COMPETITION]
-    monkeypatch.setitem(datasets._REGISTRY, COMPETITION, lambda: dataclasses.replace(
-        real_entry(), expected_counts={"stand-in Kaggle": (n_train, 6), "stand-in Zenodo": (n_train, n_scored)}))
+    monkeypatch.setitem(registry.REGISTRY, COMPETITION, dataclasses.replace(
+        registry.REGISTRY[COMPETITION],
+        expected_counts={"stand-in Kaggle": (n_train, 6), "stand-in Zenodo": (n_train, n_scored)}))
 
     assert main(["data", "--from", str(source)]) == 0
 

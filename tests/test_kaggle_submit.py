@@ -5,8 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from competition.__main__ import main
 from kaggle_server import (  # noqa: F401  (fixtures)
     COMPETITION,
     competition_archive,
@@ -16,6 +14,8 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     no_credential_leaks,
 )
 from make_targets import no_tensorflow, run_make  # noqa: F401  (fixture)
+
+from competition.__main__ import main
 
 pytestmark = pytest.mark.usefixtures("no_credential_leaks")
 BLEND_RECORD = {

@@ -20,12 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from competition import kernel
-from competition.__main__ import main
-from competition.datasets import get_dataset
-from competition.submission import validate_submission
-from competition.workspace import Workspace
 from kaggle_server import (  # noqa: F401  (fixtures)
     COMPETITION,
     FAKE_USERNAME,
@@ -35,6 +29,13 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     no_credential_leaks,
 )
 from make_targets import no_tensorflow, run_make  # noqa: F401  (fixture)
+
+from competition.__main__ import main
+from competition.datasets.registry import get_dataset
+from competition.kaggle import kernel_build as kernel
+from competition.kaggle import kernel_push
+from competition.submit.submission import validate_submission
+from competition.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("no_credential_leaks")
 TITLE = "audio tagging kit"
@@ -107,9 +108,10 @@ def test_kernel_folder_holds_the_metadata_and_a_self_contained_script(kit):
     settings, package = settings_and_package(script)
     assert settings == {"kind": "train", "competition": COMPETITION, "dataset": "demo",
                         "experiments": [{"file": "tiny.toml", "toml": TINY_EXPERIMENT}]}
-    modules = {Path(name).name for name in package.namelist()}
-    assert {"__init__.py", "kernel_run.py", "train.py", "kaggle_data.py"} <= modules
-    assert package.read("competition/kernel_run.py") == (kernel.PACKAGE_DIR / "kernel_run.py").read_bytes()
+    modules = set(package.namelist())
+    assert {"competition/__init__.py", "competition/kaggle/kernel_run.py", "competition/modeling/train.py",
+            "competition/datasets/freesound.py"} <= modules
+    assert package.read("competition/kaggle/kernel_run.py") == (kernel.PACKAGE_DIR / "kaggle/kernel_run.py").read_bytes()
 
     build(kit)  # an unchanged kit builds the same bytes, so it is not pushed again
     assert (folder / f"{SLUG}.py").read_text() == script
@@ -173,7 +175,7 @@ def test_folds_all_pushes_the_blend_once_every_fold_kernel_completed(kaggle_serv
         for ref in fold_refs:
             kaggle_server.finish_kernel(ref, {})
 
-    monkeypatch.setattr(kernel.time, "sleep", fold_kernels_finish)
+    monkeypatch.setattr(kernel_push.time, "sleep", fold_kernels_finish)
     make_kernel_folds_all = kernel_command(kit, "--folds", "all", "--poll-seconds", "0")
 
     assert main(make_kernel_folds_all) == 0
@@ -197,7 +199,7 @@ def test_folds_all_stops_when_a_fold_kernel_fails(kaggle_server, kit, monkeypatc
     def fold_0_fails(seconds):
         kaggle_server.kernels[f"{FAKE_USERNAME}/{FOLD_SLUGS[0]}"].status = "ERROR"
 
-    monkeypatch.setattr(kernel.time, "sleep", fold_0_fails)
+    monkeypatch.setattr(kernel_push.time, "sleep", fold_0_fails)
 
     assert main(kernel_command(kit, "--folds", "all", "--poll-seconds", "0")) == 2
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from competition.config import ModelConfig
-from competition.models import BACKBONES, HEAD_PREFIX, build_model
+from competition.modeling.models import BACKBONES, HEAD_PREFIX, build_model
 
 # (arch, bins): the 1D CNN reads waveform frames (hop_length samples a frame), the others spectral bins.
 ZOO = [("cnn2d", 32), ("resnet2d", 32), ("zafar2d", 20), ("cnn1d", 64)]

@@ -6,32 +6,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.report import ReportError, confusion_matrix, write_report
+from competition.modeling.report import confusion_matrix, write_report
+from competition.modeling.runs import Run, RunError
 
 LABELS = ["bark", "rain", "siren"]
 
 
 def fake_run(root):
     """Two folds of three clips each; fold 0 gets everything right, fold 1 one clip wrong."""
-    run = root / "esc-tiny"
+    run = Run(root / "esc-tiny")
     true_ids = np.array([0, 1, 2, 0, 1, 2])
     predicted = np.array([0, 1, 2, 0, 2, 2])
     probs = np.full((6, 3), 0.1)
     probs[np.arange(6), predicted] = 0.8
     probs[4] = [0.05, 0.15, 0.8]  # the wrong clip (rain taken for siren) has rain second
     fnames = np.array([f"c{i}.wav" for i in range(6)])
+    run.claim({"experiment": "tiny", "hash": "0123456789", "dataset": "esc10", "labels": LABELS, "metric": "accuracy"})
     for fold, rows in ((0, slice(0, 3)), (1, slice(3, 6))):
-        fold_dir = run / f"fold-{fold}"
-        fold_dir.mkdir(parents=True)
-        np.savez(fold_dir / "oof.npz", fnames=fnames[rows], probs=probs[rows])
-        (fold_dir / "done.json").write_text(json.dumps({"fold": fold, "best_epoch": 1, "kept_epoch": 2,
-                                                       "epochs_run": 3}))
-        pd.DataFrame({"epoch": [0, 1, 2], "loss": [2.0, 1.0, 0.5], "val_accuracy": [0.3, 0.6, 0.9]}).to_csv(
-            fold_dir / "history.csv", index=False)
-    np.savez(run / "oof.npz", fnames=fnames, probs=probs, true_ids=true_ids)
-    (run / "config.json").write_text(json.dumps({"experiment": "tiny", "hash": "0123456789", "dataset": "esc10",
-                                                 "labels": LABELS, "metric": "accuracy"}))
-    return run
+        run.fold_dir(fold).mkdir(parents=True)
+        run.write_fold_predictions(fold, "oof", fnames[rows], probs[rows])
+        run.write_fold_done(fold, {"fold": fold, "best_epoch": 1, "kept_epoch": 2, "epochs_run": 3})
+        run.write_history(fold, [{"epoch": e, "loss": loss, "val_accuracy": acc}
+                                 for e, loss, acc in ((0, 2.0, 0.3), (1, 1.0, 0.6), (2, 0.5, 0.9))])
+    run.write_predictions("oof", fnames, probs, true_ids=true_ids)
+    return run.dir
 
 
 def test_report_files_and_numbers(tmp_path):
@@ -66,5 +64,5 @@ def test_confusion_matrix_counts_top1_predictions():
 
 def test_report_of_an_unfinished_run_says_what_is_missing(tmp_path):
     (tmp_path / "run").mkdir()
-    with pytest.raises(ReportError, match="config.json missing"):
+    with pytest.raises(RunError, match="config.json missing"):
         write_report(tmp_path / "run")

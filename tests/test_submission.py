@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from competition.submission import SubmissionError, validate_submission, write_submission
+from competition.submit.submission import SubmissionError, validate_submission, write_submission
 
 LABELS = ("Bark", "Cello", "Flute", "Gong")
 FNAMES = ["a.wav", "b.wav", "empty.wav"]

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from competition.config import Experiment, FeatureConfig, FoldConfig, ModelConfig, TrainConfig
-from competition.datasets import get_dataset
-from competition.train import FoldTrainer, _targets, reseed_dropout, train_experiment
+from competition.datasets.registry import get_dataset
+from competition.modeling.train import FoldTrainer, _targets, reseed_dropout, train_experiment
 
 TINY = Experiment(
     name="tiny",
@@ -43,7 +43,7 @@ def test_spectral_augmentation_is_refused_for_other_features():
 
 
 def test_reseeding_makes_dropout_masks_repeat():
-    from competition.models import build_model
+    from competition.modeling.models import build_model
 
     model = build_model(ModelConfig(width=4, dropout=0.5), 8, 3, mean=np.zeros(8), std=np.ones(8))
     x = np.random.default_rng(0).standard_normal((4, 20, 8)).astype(np.float32)

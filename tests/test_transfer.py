@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from competition.config import ModelConfig
-from competition.models import build_model
-from competition.transfer import TransferError, copy_backbone_weights
+from competition.modeling.models import TransferError, build_model, copy_backbone_weights
 
 
 def model(arch="cnn2d", n_classes=5, n_bins=16, seed=0, width=4):

@@ -1,0 +1,147 @@
+"""Training speed, the training part of `make bench`: is the input pipeline hidden behind the model?
+
+In one process, on the default recipe's model and batch shape:
+
+    pure train step  the compiled Keras train step on tensors already in memory: the model's own speed
+    fit              Keras `fit` as training calls it (one call for all epochs, `steps_per_epoch`), from
+                     the training input pipeline: tf.data over random crops of a memory-mapped feature
+                     cache, SpecAugment masking and mixup in NumPy, prefetched
+    input pipeline   the same tf.data pipeline iterated with no model: how far ahead it can run
+
+The cache is made from generated clips of 1 to 8 s (content does not change the speed). Pure step
+and fit are measured in alternating rounds and the median is kept, so a neighbour process loading
+the machine weighs on both alike; samples per CPU-second of this process are shown beside samples
+per second, since they do not depend on neighbours. Target: fit >= 0.9 x pure train step.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.config import DEFAULT_EXPERIMENTS
+
+DEFAULT_RECIPE = DEFAULT_EXPERIMENTS[0]
+TARGET_RATIO = 0.9
+EPOCHS_PER_ROUND = 2
+
+
+def _generated_cache(root: Path, experiment, n_clips: int, seed: int):
+    """A feature cache of `n_clips` generated clips, made by the kit's own feature step."""
+    import soundfile
+
+    from competition.features.cache import build_features
+    from competition.workspace import Workspace
+
+    rng = np.random.default_rng(seed)
+    rate = experiment.features.sample_rate
+    audio = root / "audio"
+    audio.mkdir(parents=True)
+    fnames = [f"clip{i:04d}.wav" for i in range(n_clips)]
+    for fname in fnames:
+        seconds = rng.uniform(1.0, 8.0)
+        soundfile.write(audio / fname, (0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32), rate)
+    table = pd.DataFrame({"fname": fnames, "path": [str(audio / f) for f in fnames]})
+    return build_features(Workspace(root), "bench", {"train": table}, experiment.features)["train"]
+
+
+def _median_rate(samples: int, seconds: list[float]) -> float:
+    return samples / statistics.median(seconds)
+
+
+def _timed(work) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of `work()`. CPU time per sample does not depend on
+    what else the machine runs; wall time is what the target is about."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41, recipe: Path = DEFAULT_RECIPE,
+                       seed: int = 0) -> pd.DataFrame:
+    """Measure and print the table; returns it (samples/s and the ratio to the pure step)."""
+    import tensorflow as tf
+
+    from competition.config import load_experiment
+    from competition.modeling.batches import soft_targets, training_batches
+    from competition.modeling.train import compiled_model, crop_frames, input_pipeline
+
+    tf.config.experimental.enable_op_determinism()  # as in training: the same kernels, no XLA
+    experiment = load_experiment(recipe)
+    settings = experiment.train
+    length = crop_frames(experiment)
+    clips -= clips % settings.batch_size  # whole batches only, so fit and the pure step see one shape
+    n_batches = clips // settings.batch_size
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        store = _generated_cache(Path(tmp), experiment, clips, seed)
+        n_bins = store.frames.shape[1]
+        rng = np.random.default_rng(seed)
+        targets = soft_targets(rng.integers(0, n_classes, clips), n_classes, np.zeros(clips))
+        weights = np.ones(clips, np.float32)
+        rows = np.arange(clips)
+
+        def epochs(first: int, count: int):
+            """`count` epochs end to end, as FoldTrainer.training_dataset feeds one fit call."""
+            def batches():
+                for number in range(first, first + count):
+                    yield from training_batches(store, rows, targets, weights, settings, length,
+                                                np.random.default_rng([seed, number]))
+
+            return input_pipeline(batches, n_batches * count, length, n_bins, n_classes)
+
+        model = compiled_model(experiment, n_bins, n_classes, mean=store.mean, std=store.std)
+        batch = (tf.constant(rng.standard_normal((settings.batch_size, length, n_bins)).astype(np.float32)),
+                 tf.constant(targets[:settings.batch_size]), tf.constant(weights[:settings.batch_size]))
+        # What Keras' own train function runs per batch, minus the iterator and the callbacks.
+        pure_step = tf.function(model.train_step, reduce_retracing=True, jit_compile=model.jit_compile)
+
+        def pure_steps() -> None:
+            for _ in range(n_batches * EPOCHS_PER_ROUND):
+                logs = pure_step(batch)
+            float(logs["loss"])  # wait for the last step
+
+        def fit(round_number: int) -> None:
+            model.fit(epochs(round_number * EPOCHS_PER_ROUND, EPOCHS_PER_ROUND), epochs=EPOCHS_PER_ROUND,
+                      steps_per_epoch=n_batches, verbose=0, shuffle=False)
+
+        def pipeline(round_number: int) -> None:
+            for _ in epochs(round_number * EPOCHS_PER_ROUND, EPOCHS_PER_ROUND):
+                pass
+
+        pure_steps(), fit(0)  # trace both functions before timing
+        load = os.getloadavg()[0]
+        times = {"pure": [], "fit": [], "pipeline": []}
+        for round_number in range(1, rounds + 1):
+            times["pure"].append(_timed(pure_steps))
+            times["fit"].append(_timed(lambda: fit(round_number)))
+        times["pipeline"] = [_timed(lambda: pipeline(number)) for number in range(1, rounds + 1)]
+    samples = clips * EPOCHS_PER_ROUND
+    rates = {name: (_median_rate(samples, [wall for wall, _ in pairs]), _median_rate(samples, [cpu for _, cpu in pairs]))
+             for name, pairs in times.items()}
+    (pure_wall, pure_cpu), (fit_wall, fit_cpu) = rates["pure"], rates["fit"]
+    table = pd.DataFrame([
+        {"measure": "pure train step (in-memory tensors)", "samples/s": pure_wall, "vs pure": 1.0,
+         "samples/CPU-s": pure_cpu, "vs pure (CPU)": 1.0},
+        {"measure": "fit from tf.data over the cache", "samples/s": fit_wall, "vs pure": fit_wall / pure_wall,
+         "samples/CPU-s": fit_cpu, "vs pure (CPU)": fit_cpu / pure_cpu},
+        {"measure": "input pipeline alone (no model)", "samples/s": rates["pipeline"][0], "vs pure": float("nan"),
+         "samples/CPU-s": rates["pipeline"][1], "vs pure (CPU)": float("nan")},
+    ])
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    print(f"\ntraining speed on {device}: {experiment.model.arch} ({recipe.stem}), batch {settings.batch_size} x "
+          f"{length} frames x {n_bins} bins, {clips} cached clips ({n_batches} batches an epoch, "
+          f"{EPOCHS_PER_ROUND} epochs a round), "
+          f"mixup {settings.mixup_alpha}, masks {settings.time_masks}+{settings.freq_masks}; "
+          f"median of {rounds} alternating rounds")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
+    ratio = fit_wall / pure_wall
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(f"fit runs at {ratio:.2f} x the pure step in wall time ({fit_cpu / pure_cpu:.2f} x per CPU-second; "
+          f"load average {load:.1f} on {os.cpu_count()} cores when it began); target >= {TARGET_RATIO}: {verdict}")
+    return table

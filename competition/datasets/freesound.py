@@ -1,0 +1,219 @@
+"""The Kaggle Freesound competition (FSDKaggle2018): its labels, its layout, and how its files arrive.
+
+Both end as Kaggle's layout under `data/freesound-audio-tagging/`, the one the registry indexes:
+
+    train.csv                  fname,label,manually_verified
+    sample_submission.csv      fname,label  (every test clip)
+    test_post_competition.csv  fname,label,usage  (the scored test labels, when the copy has them)
+    audio_train/, audio_test/  the WAVs
+
+Kaggle serves the competition as one zip holding the CSVs next to two more zips, `audio_train.zip`
+and `audio_test.zip`. `download_freesound` downloads it through `competition.kaggle_client` (an
+interrupted download resumes), unpacks everything into a partial folder that is renamed into place
+only once complete (an interrupted unpack starts over from the kept archive), then deletes the
+archive: zip checks every member's CRC while unpacking, so the folder holds exactly its bytes.
+
+`FROM=DIR` (`link_freesound_copy`) accepts Kaggle's archive, Kaggle's files unpacked (with the audio
+zips unpacked or not) or Zenodo's FSDKaggle2018 (`FSDKaggle2018.audio_train/`,
+`FSDKaggle2018.audio_test/`, `FSDKaggle2018.meta/`). It links the user's files rather than copying
+them; only audio still inside a zip is unpacked. Zenodo's test metadata lists only the 1,600
+scored test clips (the 7,800 unscored padding clips were not published), so a Zenodo copy has 1,600
+test clips where Kaggle's has 9,400. Verification (counts, headers, labels) is `obtain.verify`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from competition.datasets.spec import (
+    TEST_COLUMNS,
+    TRAIN_COLUMNS,
+    Dataset,
+    DatasetError,
+    Index,
+    check_files,
+    check_labels,
+    check_unique,
+    read_csv,
+)
+from competition.workspace import atomic_write_text, replace_dir
+
+COMPETITION = "freesound-audio-tagging"  # Kaggle's slug, and the dataset's name in the registry
+# The 41 labels of Kaggle `freesound-audio-tagging` (FSDKaggle2018), exact spelling, sorted.
+LABELS = (
+    "Acoustic_guitar", "Applause", "Bark", "Bass_drum", "Burping_or_eructation", "Bus", "Cello",
+    "Chime", "Clarinet", "Computer_keyboard", "Cough", "Cowbell", "Double_bass",
+    "Drawer_open_or_close", "Electric_piano", "Fart", "Finger_snapping", "Fireworks", "Flute",
+    "Glockenspiel", "Gong", "Gunshot_or_gunfire", "Harmonica", "Hi-hat", "Keys_jangling", "Knock",
+    "Laughter", "Meow", "Microwave_oven", "Oboe", "Saxophone", "Scissors", "Shatter", "Snare_drum",
+    "Squeak", "Tambourine", "Tearing", "Telephone", "Trumpet", "Violin_or_fiddle", "Writing",
+)
+assert len(LABELS) == 41 and list(LABELS) == sorted(LABELS)
+# Kaggle's sample submission gives every row the same three labels.
+SAMPLE_SUBMISSION_LABELS = "Acoustic_guitar Hi-hat Flute"
+AUDIO_DIRS = ("audio_train", "audio_test")
+KAGGLE_CSVS = ("train.csv", "sample_submission.csv", "test_post_competition.csv")
+ZENODO_AUDIO_DIRS = {"audio_train": "FSDKaggle2018.audio_train", "audio_test": "FSDKaggle2018.audio_test"}
+ZENODO_TRAIN_META = Path("FSDKaggle2018.meta") / "train_post_competition.csv"
+ZENODO_TEST_META = Path("FSDKaggle2018.meta") / "test_post_competition_scoring_clips.csv"
+# Written into a folder arranged from a FROM copy: which copy, so that a rerun with it does nothing
+# and a folder the kit did not arrange (a download) is never replaced.
+COPY_RECORD = ".copied-from"
+
+
+def index_layout(root: Path, dataset: Dataset) -> Index:
+    """Kaggle's layout: train.csv + audio_train/, sample_submission.csv + audio_test/."""
+    train_csv = root / "train.csv"
+    train = read_csv(train_csv, ["fname", "label", "manually_verified"])
+    check_unique(train, "fname", train_csv)
+    check_labels(train, dataset.labels, train_csv)
+    train["path"] = [str(root / "audio_train" / f) for f in train["fname"]]
+    check_files(train["path"], train_csv)
+    train["manually_verified"] = train["manually_verified"].astype(int)
+    train["fold"] = -1
+    test_csv = root / "sample_submission.csv"
+    test = read_csv(test_csv, ["fname"])
+    check_unique(test, "fname", test_csv)
+    test["path"] = [str(root / "audio_test" / f) for f in test["fname"]]
+    check_files(test["path"], test_csv)
+    return Index(train[TRAIN_COLUMNS].reset_index(drop=True), test[TEST_COLUMNS].reset_index(drop=True))
+
+
+def download_freesound(dest: Path) -> None:
+    """The registry's fetcher: download the competition through the Kaggle API, unpack it into `dest`."""
+    from competition import kaggle_client
+
+    dest = Path(dest)
+    if dest.is_symlink() or dest.exists():
+        raise DatasetError(
+            f"{dest} exists but was never verified (an earlier `make data` stopped at verification, "
+            "or the folder was made by hand); remove it and run `make data` again, or pass a copy "
+            "you have: make data FROM=DIR")
+    downloads = dest.parent / ".downloads"
+    archive = kaggle_client.download_competition(COMPETITION, downloads)
+    unpack_competition_archive(archive, dest)
+    archive.unlink()
+    if not any(downloads.iterdir()):
+        downloads.rmdir()
+
+
+def unpack_competition_archive(archive: Path, dest: Path, *, copied_from: Path | None = None) -> None:
+    """Unpack Kaggle's archive, the audio zips inside it included, into `dest` (all or nothing)."""
+    partial = _fresh_partial_dir(dest)
+    try:
+        with zipfile.ZipFile(archive) as outer:
+            for member in outer.infolist():
+                if member.is_dir():
+                    continue
+                unpacked = Path(outer.extract(member, partial))
+                if unpacked.suffix == ".zip":
+                    _unpack_audio_zip(unpacked, unpacked.parent)
+                    unpacked.unlink()
+    except zipfile.BadZipFile as error:
+        raise DatasetError(f"{archive}: not a readable zip archive ({error}); delete it and rerun") from None
+    _put_in_place(partial, dest, copied_from)
+
+
+def link_freesound_copy(source: Path, dest: Path) -> None:
+    """The registry's FROM=DIR step: make `dest` Kaggle's layout from the user's copy at `source`."""
+    source, dest = Path(source).resolve(), Path(dest)
+    if not source.exists():
+        raise DatasetError(f"{source}: FROM not found")
+    if dest.exists() and dest.resolve() == source:
+        return  # the copy already is data/<dataset>
+    if dest.is_symlink():
+        dest.unlink()  # a link to an earlier FROM copy: nothing of the user's is deleted
+    elif dest.exists():
+        record = dest / COPY_RECORD
+        if not record.is_file():
+            raise DatasetError(f"{dest} already exists and was not arranged from a FROM copy; remove it "
+                               f"to use {source}")
+        if record.read_text() == str(source):
+            return
+    if source.is_file():
+        if not zipfile.is_zipfile(source):
+            raise DatasetError(f"{source}: FROM is a file but not a zip archive (Kaggle's "
+                               f"{COMPETITION}.zip is the one file accepted)")
+        unpack_competition_archive(source, dest, copied_from=source)
+    elif (source / "train.csv").is_file():
+        _arrange_kaggle_layout(source, dest)
+    elif (source / ZENODO_TRAIN_META).is_file():
+        _arrange_zenodo_layout(source, dest)
+    else:
+        raise DatasetError(
+            f"{source}: neither Kaggle's {COMPETITION} files (train.csv, sample_submission.csv, "
+            f"audio_train/ or audio_train.zip, audio_test/ or audio_test.zip) nor Zenodo's "
+            f"FSDKaggle2018 ({ZENODO_TRAIN_META}, {ZENODO_TEST_META}, "
+            f"{', '.join(d + '/' for d in ZENODO_AUDIO_DIRS.values())})")
+
+
+def _arrange_kaggle_layout(source: Path, dest: Path) -> None:
+    partial = _fresh_partial_dir(dest)
+    for name in KAGGLE_CSVS:
+        if (source / name).is_file():
+            os.symlink(source / name, partial / name)
+    for name in AUDIO_DIRS:
+        if (source / name).is_dir():
+            os.symlink(source / name, partial / name, target_is_directory=True)
+        elif (source / f"{name}.zip").is_file():
+            _unpack_audio_zip(source / f"{name}.zip", partial)
+        else:
+            raise DatasetError(f"{source}: neither {name}/ nor {name}.zip found next to train.csv")
+    _put_in_place(partial, dest, source)
+
+
+def _arrange_zenodo_layout(source: Path, dest: Path) -> None:
+    train_columns, test_columns = ["fname", "label", "manually_verified"], ["fname", "label", "usage"]
+    train = read_csv(source / ZENODO_TRAIN_META, train_columns)[train_columns]
+    scored_test = read_csv(source / ZENODO_TEST_META, test_columns)[test_columns]
+    partial = _fresh_partial_dir(dest)
+    atomic_write_text(partial / "train.csv", train.to_csv(index=False))
+    atomic_write_text(partial / "test_post_competition.csv", scored_test.to_csv(index=False))
+    sample = pd.DataFrame({"fname": scored_test["fname"], "label": SAMPLE_SUBMISSION_LABELS})
+    atomic_write_text(partial / "sample_submission.csv", sample.to_csv(index=False))
+    for name, zenodo_name in ZENODO_AUDIO_DIRS.items():
+        if not (source / zenodo_name).is_dir():
+            raise DatasetError(f"{source}: {zenodo_name}/ not found next to {ZENODO_TRAIN_META.parent}/ "
+                               "(unzip Zenodo's archives into this folder)")
+        os.symlink(source / zenodo_name, partial / name, target_is_directory=True)
+    _put_in_place(partial, dest, source)
+
+
+def _unpack_audio_zip(audio_zip: Path, dest: Path) -> None:
+    """`audio_train.zip` -> `dest/audio_train/`, whether its members sit in that folder or at its top."""
+    folder = audio_zip.stem
+    try:
+        with zipfile.ZipFile(audio_zip) as audio:
+            members = [m for m in audio.namelist() if not m.endswith("/")]
+            in_folder = all(PurePosixPath(m).parts[0] == folder for m in members)
+            audio.extractall(dest if in_folder else dest / folder)
+    except zipfile.BadZipFile as error:
+        raise DatasetError(f"{audio_zip}: not a readable zip archive ({error})") from None
+
+
+def _fresh_partial_dir(dest: Path) -> Path:
+    """An empty folder next to `dest`; whatever an interrupted earlier attempt left there is removed."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _put_in_place(partial: Path, dest: Path, copied_from: Path | None) -> None:
+    if copied_from is not None:
+        atomic_write_text(partial / COPY_RECORD, str(copied_from))
+    replace_dir(partial, dest)
+
+
+DATASET = Dataset(
+    name=COMPETITION, labels=LABELS, metric="map@3", fold_rule="stratified", indexer=index_layout,
+    fetcher=download_freesound, local_copy=link_freesound_copy, ground_truth="test_post_competition.csv",
+    # Zenodo published only the 1,600 scored test clips of Kaggle's 9,400.
+    expected_counts={"Kaggle's download": (9473, 9400), "Zenodo's FSDKaggle2018": (9473, 1600)},
+    kaggle_competition=COMPETITION,
+    description="Kaggle Freesound General-Purpose Audio Tagging (FSDKaggle2018), 41 labels, MAP@3")

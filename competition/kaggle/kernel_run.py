@@ -1,0 +1,151 @@
+"""What a kernel built by `make kernel` runs: on Kaggle, or locally with Kaggle's folders mapped.
+
+Kaggle mounts the competition's files and the outputs of source kernels read-only under
+/kaggle/input and keeps what a kernel writes to /kaggle/working as its output. KAGGLE_INPUT_DIR
+and KAGGLE_WORKING_DIR put them elsewhere (the tests run built kernels on the demo competition
+so). The kit's workspace (linked data, feature cache, folds) lives in a scratch folder, so the
+output holds only what is worth downloading:
+
+    <run>/config.json, <run>/fold-<k>/   model.keras, oof.npz, test.npz, history.csv, done.json
+    <run>/oof.npz, test.npz, scores.json  the assembled run (train and blend kernels)
+    submission.csv, submission.json       the blend of the runs (train and blend kernels)
+
+A fold kernel trains one fold; every fold kernel makes the same folds (saved nowhere, but made
+from the experiment's seed), so the blend kernel's assembled OOF predictions cover each train clip
+once. Only what the kit needs at the top is imported here: the rest loads after the versions of
+the image's libraries are printed, so a failing import shows next to them in the log.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+INPUT_DIR_VARIABLE = "KAGGLE_INPUT_DIR"
+WORKING_DIR_VARIABLE = "KAGGLE_WORKING_DIR"
+SUBMISSION_NAME = "submission"
+REPORTED_DISTRIBUTIONS = ("numpy", "pandas", "scipy", "scikit-learn", "tensorflow", "tensorflow-cpu", "keras",
+                          "librosa", "soundfile", "soxr", "numba")
+
+
+def main(settings: dict) -> None:
+    from competition.kaggle.kernel_build import KernelError
+    from competition.modeling.runs import RESUME_FILES
+    from competition.workspace import Workspace
+
+    # What a finished fold no longer needs (an interrupted one's resume state) stays out of the output.
+    left_out_of_output = shutil.ignore_patterns(*RESUME_FILES, ".*")
+    input_dir = Path(os.environ.get(INPUT_DIR_VARIABLE, "/kaggle/input"))
+    working_dir = Path(os.environ.get(WORKING_DIR_VARIABLE, "/kaggle/working"))
+    print_versions()
+    kind = settings["kind"]
+    if kind not in ("train", "fold", "blend"):
+        raise KernelError(f"unknown kernel kind {kind!r} in SETTINGS")
+    workspace = Workspace(Path(tempfile.mkdtemp(prefix="kit-workspace-")))
+    dataset, index = prepare_data(workspace, settings, input_dir)
+    experiments = load_experiments(workspace, settings["experiments"], dataset.name)
+    if kind == "blend":
+        run_dirs = [collect_folds(workspace, dataset, index, experiment, settings["fold_kernels"][experiment.name],
+                                  input_dir) for experiment in experiments]
+    else:
+        from competition.modeling.train import train_experiment
+
+        print_devices()
+        only_folds = [settings["fold"]] if kind == "fold" else None
+        run_dirs = [train_experiment(workspace, dataset, index, experiment, only_folds=only_folds)
+                    for experiment in experiments]
+    working_dir.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        shutil.copytree(run_dir, working_dir / run_dir.name, ignore=left_out_of_output, dirs_exist_ok=True)
+    if kind != "fold":
+        from competition.submit.ensemble import blend_runs
+
+        csv_path = blend_runs(workspace, run_dirs, SUBMISSION_NAME)
+        for path in (csv_path, csv_path.with_suffix(".json")):
+            shutil.copyfile(path, working_dir / path.name)
+        record = json.loads(csv_path.with_suffix(".json").read_text())
+        print(f"{working_dir / csv_path.name}: CV {record['metric']} {record['cv_score']:.4f}")
+    print(f"outputs in {working_dir}: " + ", ".join(sorted(p.name for p in working_dir.iterdir())))
+
+
+def print_versions() -> None:
+    """The versions of the libraries this image has, so a difference from the kit's pins shows in the log."""
+    versions = []
+    for name in REPORTED_DISTRIBUTIONS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    print("libraries: " + ", ".join(versions), flush=True)
+
+
+def print_devices() -> None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    print("GPUs: " + (", ".join(gpu.name for gpu in gpus) if gpus else "none, training on the CPU"), flush=True)
+
+
+def find_input(input_dir: Path, name: str) -> Path:
+    """Where Kaggle mounted the source `name`: input/<name>, or one or two folders further down."""
+    for pattern in (name, f"*/{name}", f"*/*/{name}"):
+        for candidate in sorted(input_dir.glob(pattern)):
+            if candidate.is_dir():
+                return candidate
+    from competition.kaggle.kernel_build import KernelError
+
+    present = sorted(p.name for p in input_dir.iterdir()) if input_dir.is_dir() else []
+    raise KernelError(f"{name} not found under {input_dir} (which holds: {', '.join(present) or 'nothing'}); "
+                      "is it among the kernel's sources in kernel-metadata.json?")
+
+
+def prepare_data(workspace, settings: dict, input_dir: Path):
+    """The competition's mounted files as the dataset's copy in the workspace (by the dataset's own
+    local-copy rule, as `make data FROM=DIR`), verified and indexed."""
+    from competition.datasets.obtain import obtain
+    from competition.datasets.registry import get_dataset
+
+    dataset = get_dataset(settings["dataset"])
+    root = obtain(workspace, dataset.name, from_dir=find_input(input_dir, settings["competition"]))
+    return dataset, dataset.index(root)
+
+
+def load_experiments(workspace, sources: list[dict], dataset: str) -> list:
+    """The experiments embedded in SETTINGS, each written back to its TOML file and loaded from it
+    (with the dataset's own values, if it has any)."""
+    from competition.config import load_experiment
+    from competition.workspace import atomic_write_text
+
+    experiments = []
+    for source in sources:
+        path = workspace.root / "experiments" / source["file"]
+        atomic_write_text(path, source["toml"])
+        experiments.append(load_experiment(path, dataset))
+    return experiments
+
+
+def collect_folds(workspace, dataset, index, experiment, fold_kernel_slugs: list[str], input_dir: Path) -> Path:
+    """Copy fold k of the run from the output of fold kernel k, check they agree, assemble the run."""
+    from competition.kaggle.kernel_build import KernelError
+    from competition.modeling.runs import RESUME_FILES, Run
+    from competition.modeling.train import assemble_run, run_dir_for
+
+    run = Run(run_dir_for(workspace, dataset, experiment, None))
+    for fold, slug in enumerate(fold_kernel_slugs):
+        source = Run(find_input(input_dir, slug) / run.name)
+        if not source.fold_is_done(fold):
+            raise KernelError(f"{source.fold_dir(fold)} holds no finished fold: kernel {slug} did not finish fold "
+                              f"{fold} of {run.name}; check it with `make kernel-status`")
+        trained_with = source.config()["hash"]
+        if trained_with != experiment.hash:
+            raise KernelError(f"{source.dir}: trained with experiment hash {trained_with}, this blend expects "
+                              f"{experiment.hash}; rebuild and push the kernels together (make kernel FOLDS=all)")
+        shutil.copytree(source.fold_dir(fold), run.fold_dir(fold), ignore=shutil.ignore_patterns(*RESUME_FILES, ".*"))
+        shutil.copyfile(source.config_path, run.config_path)
+    scores = assemble_run(run, dataset, index)
+    print(f"{run.name}: OOF {scores['metric']} {scores['oof']:.4f} from {len(fold_kernel_slugs)} fold kernels")
+    return run.dir

@@ -1,0 +1,335 @@
+"""Training (`make train`): one model per fold, writing `runs/<run>/fold-<k>/`.
+
+Each fold writes `model.keras` (the epoch with the best OOF metric, or the last epoch when the
+experiment says `keep_epoch = "last"`, which never lets the held-out fold choose), `oof.npz` and `test.npz`
+(fnames + class probabilities, test-time augmented), `history.csv` and, last, `done.json`. A rerun
+skips folds with `done.json`; a fold that was interrupted restarts from its last epoch checkpoint.
+Every epoch's data order, augmentation and dropout are seeded from (seed, fold, epoch), so a
+resumed fold ends exactly where an uninterrupted one would. When every fold is done, the run's
+`oof.npz`, `test.npz`, `scores.json` and `report/` are written. The folder's files are runs.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.config import Experiment, config_hash
+from competition.datasets.folds import load_or_make_folds
+from competition.datasets.spec import Dataset, Index
+from competition.features.cache import build_features
+from competition.features.store import FeatureStore
+from competition.metrics import score
+from competition.modeling.batches import (
+    class_balance_weights,
+    soft_targets,
+    training_batches,
+)
+from competition.modeling.inference import geometric_mean, predict_store
+from competition.modeling.runs import BEST_MODEL, CHECKPOINT, STATE, Run
+from competition.workspace import Workspace, atomic_write_text
+
+PREFETCH_BATCHES = 2
+WARMUP_EPOCHS = 2
+
+
+def crop_frames(experiment: Experiment) -> int:
+    return max(1, round(experiment.train.crop_seconds * experiment.features.frames_per_second))
+
+
+def _targets(train: pd.DataFrame, dataset: Dataset, experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class ids, soft targets and loss weights of every train row, from the experiment's choices
+    for unverified labels (smoothing and/or a lower weight) and class balance."""
+    settings = experiment.train
+    ids = train["label"].map(dataset.label_to_id).to_numpy()
+    verified = train["manually_verified"].to_numpy() == 1
+    targets = soft_targets(ids, len(dataset.labels),
+                           np.where(verified, settings.label_smoothing, settings.unverified_smoothing))
+    weights = np.where(verified, 1.0, settings.unverified_weight).astype(np.float32)
+    if settings.class_balance:
+        weights *= class_balance_weights(ids, len(dataset.labels))
+    return ids, targets, weights
+
+
+def reseed_dropout(model, seed: int) -> None:
+    """Set every random-generator state of the model (dropout masks) from `seed`. Keras does not save
+    these states in a checkpoint, so each epoch starts them afresh; a resumed fold then draws the
+    same masks as an uninterrupted one."""
+    import keras
+
+    states = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+    for i, state in enumerate(states):
+        state.assign(keras.ops.convert_to_tensor([seed, i], dtype=state.dtype))
+
+
+def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes: int):
+    """tf.data over a Python generator of (x, y, weight) NumPy batches, prefetched so cropping and
+    augmentation of the next batches overlap the model's work on this one."""
+    import tensorflow as tf
+
+    signature = (tf.TensorSpec((None, length, n_bins), tf.float32),
+                 tf.TensorSpec((None, n_classes), tf.float32),
+                 tf.TensorSpec((None,), tf.float32))
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(PREFETCH_BATCHES)
+    # tf.data's autotuner stalled fit on 2 cores: 100 samples/s against 158 without it (same CPU per
+    # sample). A batch takes ~1% of a train step to make, so a fixed buffer never runs dry.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def compiled_model(experiment: Experiment, n_bins: int, n_classes: int, *, mean: np.ndarray, std: np.ndarray):
+    """A new model of the experiment, compiled for training (Adam, cross-entropy on soft targets)."""
+    import keras
+
+    from competition.modeling.models import build_model
+
+    model = build_model(experiment.model, n_bins, n_classes, mean=mean, std=std)
+    model.compile(optimizer=keras.optimizers.Adam(experiment.train.learning_rate),
+                  loss="categorical_crossentropy", weighted_metrics=[])
+    return model
+
+
+class FoldTrainer:
+    """Trains one fold with checkpoints after every epoch and early stopping on the fold's OOF metric."""
+
+    def __init__(self, run: Run, fold: int, experiment: Experiment, dataset: Dataset,
+                 stores: dict[str, FeatureStore], train: pd.DataFrame, folds: pd.Series, test: pd.DataFrame,
+                 *, base_model: Path | None = None):
+        self.run_folder = run
+        self.dir = run.fold_dir(fold)
+        self.base_model = base_model
+        self.fold, self.experiment, self.dataset = fold, experiment, dataset
+        self.stores, self.train_table, self.test_table = stores, train, test
+        self.ids, self.targets, self.weights = _targets(train, dataset, experiment)
+        store_rows = stores["train"].rows_of(train["fname"])
+        self.fit_rows = store_rows[(folds != fold).to_numpy()]
+        self.fit_positions = np.flatnonzero((folds != fold).to_numpy())
+        self.val_positions = np.flatnonzero((folds == fold).to_numpy())
+        self.val_rows = store_rows[self.val_positions]
+        self.length = crop_frames(experiment)
+
+    def _learning_rate(self, epoch: int) -> float:
+        """Linear warm-up over the first epochs, then cosine decay to 1% of the peak."""
+        settings = self.experiment.train
+        if epoch < WARMUP_EPOCHS:
+            return settings.learning_rate * (epoch + 1) / (WARMUP_EPOCHS + 1)
+        progress = (epoch - WARMUP_EPOCHS) / max(1, settings.epochs - WARMUP_EPOCHS)
+        return settings.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.fit_positions) // self.experiment.train.batch_size)
+
+    def training_dataset(self, first_epoch: int):
+        """The tf.data input of every epoch from `first_epoch` on, end to end, for one `fit` call (a
+        `fit` per epoch costs a pipeline start-up each time). Each epoch's order and augmentation
+        depend only on (seed, fold, epoch)."""
+        settings = self.experiment.train
+        store = self.stores["train"]
+        fit = self.fit_positions
+
+        def batches():
+            for epoch in range(first_epoch, settings.epochs):
+                yield from training_batches(store, self.fit_rows, self.targets[fit], self.weights[fit], settings,
+                                            self.length, np.random.default_rng([settings.seed, self.fold, epoch]))
+
+        return input_pipeline(batches, self.batches_per_epoch * (settings.epochs - first_epoch), self.length,
+                              store.frames.shape[1], len(self.dataset.labels))
+
+    def _new_model(self):
+        store = self.stores["train"]
+        model = compiled_model(self.experiment, store.frames.shape[1], len(self.dataset.labels),
+                               mean=store.mean, std=store.std)
+        if self.base_model is not None:
+            import keras
+
+            from competition.modeling.models import copy_backbone_weights
+
+            copy_backbone_weights(keras.models.load_model(self.base_model), model)
+        return model
+
+    def validate(self, model, n_crops: int) -> tuple[np.ndarray, float]:
+        probs = predict_store(model, self.stores["train"], self.val_rows, self.length, n_crops)
+        return probs, score(self.dataset.metric, self.ids[self.val_positions], probs)
+
+    def run(self, progress) -> dict:
+        import keras
+
+        settings = self.experiment.train
+        self.dir.mkdir(parents=True, exist_ok=True)
+        checkpoint, state_path = self.dir / CHECKPOINT, self.dir / STATE
+        if checkpoint.exists() and state_path.exists():
+            model = keras.models.load_model(checkpoint)
+            state = json.loads(state_path.read_text())
+        else:
+            keras.utils.set_random_seed(settings.seed * 1000 + self.fold)
+            model = self._new_model()
+            state = {"epoch": -1, "best_score": -1.0, "best_epoch": -1, "history": []}
+        first_epoch = state["epoch"] + 1
+        if first_epoch < settings.epochs and not self.should_stop(state, first_epoch):
+            model.fit(self.training_dataset(first_epoch), initial_epoch=first_epoch, epochs=settings.epochs,
+                      steps_per_epoch=self.batches_per_epoch, verbose=0, shuffle=False,
+                      callbacks=[_epoch_boundaries(self, state, progress)])
+        if settings.keep_epoch == "last":
+            _save_model(model, self.dir / BEST_MODEL)
+        return self._finish(state)
+
+    def should_stop(self, state: dict, next_epoch: int) -> bool:
+        """Early stopping: no OOF gain for `patience` epochs (only when the best epoch is kept)."""
+        settings = self.experiment.train
+        return settings.keep_epoch == "best" and next_epoch - state["best_epoch"] > settings.patience
+
+    def begin_epoch(self, model, epoch: int) -> None:
+        settings = self.experiment.train
+        reseed_dropout(model, (settings.seed * 1000 + self.fold) * 1000 + epoch)
+        model.optimizer.learning_rate.assign(self._learning_rate(epoch))
+        self._epoch_started = time.perf_counter()
+
+    def end_epoch(self, model, epoch: int, loss: float, state: dict, progress) -> None:
+        """Score the held-out fold, keep the best model, checkpoint; `state` records it all."""
+        settings = self.experiment.train
+        fit_seconds = time.perf_counter() - self._epoch_started
+        _, val_score = self.validate(model, n_crops=1)
+        record = {"epoch": epoch, "loss": loss, f"val_{self.dataset.metric}": val_score,
+                  "learning_rate": self._learning_rate(epoch), "fit_seconds": round(fit_seconds, 2),
+                  "seconds": round(time.perf_counter() - self._epoch_started, 2)}
+        state["history"].append(record)
+        if val_score > state["best_score"]:
+            state.update(best_score=val_score, best_epoch=epoch)
+            if settings.keep_epoch == "best":
+                _save_model(model, self.dir / BEST_MODEL)
+        state["epoch"] = epoch
+        self._save_checkpoint(model, state)
+        progress.set_postfix(fold=self.fold, epoch=epoch, loss=f"{loss:.3f}", val=f"{val_score:.3f}",
+                             best=f"{state['best_score']:.3f}")
+        progress.update()
+
+    def _save_checkpoint(self, model, state: dict) -> None:
+        """The model (with optimizer state) first, then the state naming its epoch: a kill between the
+        two redoes that epoch, which gives the same model again."""
+        _save_model(model, self.dir / CHECKPOINT)
+        atomic_write_text(self.dir / STATE, json.dumps(state, indent=1))
+
+    def _finish(self, state: dict) -> dict:
+        import keras
+
+        run = self.run_folder
+        model = keras.models.load_model(self.dir / BEST_MODEL)
+        n_crops = self.experiment.train.tta_crops
+        oof, oof_score = self.validate(model, n_crops)
+        run.write_fold_predictions(self.fold, "oof", self.train_table["fname"].to_numpy()[self.val_positions], oof)
+        if "test" in self.stores:
+            test_store = self.stores["test"]
+            test_rows = test_store.rows_of(self.test_table["fname"])
+            run.write_fold_predictions(self.fold, "test", self.test_table["fname"],
+                                       predict_store(model, test_store, test_rows, self.length, n_crops))
+        os.replace(self.dir / BEST_MODEL, run.model_path(self.fold))
+        run.write_history(self.fold, state["history"])
+        kept_epoch = state["best_epoch"] if self.experiment.train.keep_epoch == "best" else state["epoch"]
+        summary = {"fold": self.fold, "score": oof_score, "metric": self.dataset.metric,
+                   "kept_epoch": kept_epoch, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
+                   "n_train": len(self.fit_rows), "n_val": len(self.val_rows)}
+        run.write_fold_done(self.fold, summary)
+        (self.dir / CHECKPOINT).unlink(missing_ok=True)
+        (self.dir / STATE).unlink(missing_ok=True)
+        return summary
+
+
+def _epoch_boundaries(trainer: FoldTrainer, state: dict, progress):
+    """The Keras callback that hands each epoch's start and end to the trainer."""
+    import keras
+
+    class EpochBoundaries(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            trainer.begin_epoch(self.model, epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            trainer.end_epoch(self.model, epoch, float(logs["loss"]), state, progress)
+            self.model.stop_training = trainer.should_stop(state, epoch + 1)
+
+    return EpochBoundaries()
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def run_dir_for(workspace: Workspace, dataset: Dataset, experiment: Experiment, run_name: str | None) -> Path:
+    """runs/<run name>: by default <dataset>-<the experiment's name>."""
+    return workspace.runs / (run_name or f"{dataset.name}-{experiment.name}")
+
+
+def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None = None) -> dict:
+    """The run's config.json: what it is and what its outputs depend on (the hash)."""
+    record = {"experiment": experiment.name, "dataset": dataset.name, "hash": experiment.hash,
+              "feature_key": experiment.features.key,
+              "feature_config": asdict(experiment.features), "crop_frames": crop_frames(experiment),
+              "tta_crops": experiment.train.tta_crops, "params": experiment.output_params(),
+              "labels": list(dataset.labels), "metric": dataset.metric}
+    if base_model is not None:
+        record["base_model"] = str(base_model)
+        record["hash"] = config_hash({"experiment": experiment.hash, "base_model": str(Path(base_model).resolve())})
+    return record
+
+
+def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, experiment: Experiment, *,
+                     run_name: str | None = None, only_folds: list[int] | None = None,
+                     base_model: Path | None = None) -> Path:
+    """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions.
+    With `base_model`, every fold starts from that model's backbone weights (transfer)."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from competition.modeling.report import write_report
+
+    tf.config.experimental.enable_op_determinism()
+    run = Run(run_dir_for(workspace, dataset, experiment, run_name))
+    run.claim(run_record(experiment, dataset, base_model))
+    stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features)
+    folds = load_or_make_folds(workspace, dataset, index.train, experiment.folds.k, experiment.folds.seed)
+    fold_ids = sorted(folds.unique()) if only_folds is None else only_folds
+    todo = [f for f in fold_ids if not run.fold_is_done(int(f))]
+    with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run.name}", unit="epoch",
+              file=sys.stderr, dynamic_ncols=True) as progress:
+        for fold in todo:
+            FoldTrainer(run, int(fold), experiment, dataset, stores, index.train, folds, index.test,
+                        base_model=base_model).run(progress)
+            progress.total = progress.n + (len(todo) - todo.index(fold) - 1) * experiment.train.epochs
+            progress.refresh()
+    if only_folds is None:
+        assemble_run(run, dataset, index)
+        write_report(run.dir)
+    return run.dir
+
+
+def assemble_run(run: Run, dataset: Dataset, index: Index) -> dict:
+    """Collect the folds: `oof.npz` (every train clip), `test.npz` (geometric mean over folds), `scores.json`."""
+    folds = run.folds()
+    summaries = [run.fold_summary(fold) for fold in folds]
+    oof_parts = [run.fold_predictions(fold, "oof") for fold in folds]
+    fnames = [f for part in oof_parts for f in part.fnames]
+    probs = np.concatenate([part.probs for part in oof_parts])
+    order = pd.Series(np.arange(len(fnames)), index=fnames).loc[index.train["fname"]].to_numpy()
+    oof = probs[order]
+    ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    run.write_predictions("oof", index.train["fname"], oof, true_ids=ids)
+    scores = {"metric": dataset.metric, "folds": {s["fold"]: s["score"] for s in summaries},
+              "oof": score(dataset.metric, ids, oof)}
+    if run.has_fold_predictions(folds[0], "test"):
+        test_parts = [run.fold_predictions(fold, "test") for fold in folds]
+        run.write_predictions("test", test_parts[0].fnames, geometric_mean([part.probs for part in test_parts]))
+    run.write_scores(scores)
+    return scores

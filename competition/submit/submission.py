@@ -1,0 +1,73 @@
+"""Write and validate submission CSVs (`fname,label`, top 3 labels space-separated).
+
+No TensorFlow here: validating a CSV is instant. Nothing is lost: every test fname gets a row,
+including clips that are empty or could not be decoded (they are predicted from a blank input).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from competition.errors import KitError
+from competition.metrics import top_k_indices
+from competition.workspace import atomic_write_text
+
+HEADER = ["fname", "label"]
+
+
+class SubmissionError(KitError, ValueError):
+    """The CSV would be rejected or mis-scored; the message names the file, the row and the problem."""
+
+
+def format_rows(fnames: Sequence[str], scores: np.ndarray, labels: Sequence[str], k: int = 3) -> list[list[str]]:
+    top = top_k_indices(scores, k)
+    return [[fname, " ".join(labels[i] for i in row)] for fname, row in zip(fnames, top)]
+
+
+def write_submission(path: Path, fnames: Sequence[str], scores: np.ndarray, labels: Sequence[str]) -> Path:
+    if len(fnames) != len(scores):
+        raise SubmissionError(f"{path}: {len(fnames)} fnames but {len(scores)} score rows")
+    lines = [",".join(HEADER)] + [f"{fname},{tags}" for fname, tags in format_rows(fnames, scores, labels)]
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    return Path(path)
+
+
+def read_submission(path: Path) -> list[list[str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: file not found")
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def validate_submission(path: Path, test_fnames: Sequence[str], labels: Sequence[str], k: int = 3) -> int:
+    """Raise SubmissionError at the first problem; return the number of rows when all is well."""
+    rows = read_submission(path)
+    if not rows or [c.strip() for c in rows[0]] != HEADER:
+        raise SubmissionError(f"{path}: header must be {','.join(HEADER)!r}, found {','.join(rows[0]) if rows else 'an empty file'!r}")
+    vocabulary = set(labels)
+    expected = set(test_fnames)
+    seen: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != 2:
+            raise SubmissionError(f"{path}: line {line}: expected 2 columns, found {len(row)}")
+        fname, tags = row
+        if fname not in expected:
+            raise SubmissionError(f"{path}: line {line}: fname {fname!r} is not a test clip")
+        if fname in seen:
+            raise SubmissionError(f"{path}: line {line}: fname {fname!r} appears twice")
+        seen.add(fname)
+        predicted = tags.split()
+        if len(predicted) != k or len(set(predicted)) != k:
+            raise SubmissionError(f"{path}: line {line}: expected {k} distinct labels, found {tags!r}")
+        unknown = [label for label in predicted if label not in vocabulary]
+        if unknown:
+            raise SubmissionError(f"{path}: line {line}: label {unknown[0]!r} is not in the vocabulary")
+    missing = [f for f in test_fnames if f not in seen]
+    if missing:
+        raise SubmissionError(f"{path}: {len(missing)} test fname(s) missing, first: {missing[0]!r}")
+    return len(seen)
