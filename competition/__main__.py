@@ -6,7 +6,6 @@ Each step imports what it needs when it runs, so `--help` and CSV checks never l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -78,20 +77,22 @@ def cmd_features(args, workspace: Workspace) -> None:
 
 
 def cmd_train(args, workspace: Workspace) -> None:
+    from competition.modeling.runs import Run
     from competition.modeling.train import train_experiment
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
     for path in _experiment_paths(args):
         run_dir = train_experiment(workspace, dataset, index, _experiment(path, args), run_name=args.run,
                                    only_folds=args.fold)
-        scores_path = run_dir / "scores.json"
-        if scores_path.exists():
-            scores = json.loads(scores_path.read_text())
+        run = Run(run_dir)
+        if run.has_scores():  # all folds trained and assembled
+            scores = run.scores()
             print(f"{run_dir}: OOF {scores['metric']} {scores['oof']:.4f}")
 
 
 def cmd_ensemble(args, workspace: Workspace) -> None:
     from competition.submit.ensemble import blend_runs
+    from competition.submit.submission import read_record
 
     if args.runs:
         runs = [_run_dir(workspace, run) for run in args.runs]
@@ -102,7 +103,7 @@ def cmd_ensemble(args, workspace: Workspace) -> None:
         dataset = get_dataset(args.dataset)
         runs = [run_dir_for(workspace, dataset, _experiment(path, args), None) for path in _experiment_paths(args)]
     path = blend_runs(workspace, runs, args.name, weights=args.weights)
-    record = json.loads(path.with_suffix(".json").read_text())
+    record = read_record(path)
     for member in record["members"]:
         print(f"  {member['run']}: CV {record['metric']} {member['cv_score']:.4f}, weight {member['weight']:.3f}")
     print(f"{path}: CV {record['metric']} {record['cv_score']:.4f} from {len(runs)} run(s) ({record['weights']} "
@@ -196,10 +197,12 @@ def cmd_kernel_output(args, workspace: Workspace) -> None:
 
 
 def cmd_transfer(args, workspace: Workspace) -> None:
+    from competition.modeling.runs import Run
     from competition.modeling.transfer import run_transfer
 
-    run_dir = run_transfer(workspace, _run_dir(workspace, args.base), args.dataset, Path(args.experiment), run_name=args.run)
-    scores = json.loads((run_dir / "scores.json").read_text())
+    run_dir = run_transfer(workspace, _run_dir(workspace, args.base), args.dataset, Path(args.experiment),
+                           run_name=args.run)
+    scores = Run(run_dir).scores()
     folds = "  ".join(f"fold {k}: {v:.4f}" for k, v in scores["folds"].items())
     print(f"{run_dir}: {scores['metric']} {folds}  OOF {scores['oof']:.4f}")
 

@@ -6,7 +6,6 @@ data -> features -> folds/training (the default experiments, config.DEFAULT_EXPE
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 
@@ -34,9 +33,11 @@ def run_demo(workspace: Workspace, *, n_train: int, n_test: int, seed: int, epoc
     from competition.datasets.obtain import verify
     from competition.datasets.registry import get_dataset
     from competition.features.cache import build_features
+    from competition.modeling.runs import Run
     from competition.modeling.train import train_experiment
     from competition.submit.ensemble import blend_runs
     from competition.submit.scoring import score_submission
+    from competition.submit.submission import read_record
 
     timings: dict[str, float] = {}
     dataset = get_dataset("demo")
@@ -60,8 +61,8 @@ def run_demo(workspace: Workspace, *, n_train: int, n_test: int, seed: int, epoc
         csv_path = blend_runs(workspace, run_dirs, "demo")
     with _timed(timings, "score"):
         test_scores = score_submission(csv_path, root / dataset.ground_truth)
-    report = {"runs": {d.name: json.loads((d / "scores.json").read_text()) for d in run_dirs},
-              "blend_cv": json.loads(csv_path.with_suffix(".json").read_text())["cv_score"],
+    report = {"runs": {d.name: Run(d).scores() for d in run_dirs},
+              "blend_cv": read_record(csv_path)["cv_score"],
               "test": test_scores, "submission": str(csv_path), "seconds": timings}
     print_report(report)
     return report

@@ -10,17 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from competition.datasets import freesound
+from competition.datasets.demo_voices import LABELS
 from competition.datasets.spec import Dataset
 
 NAME = "demo"
-# The labels the demo renders (demo_synth.VOICES gives each its instruments): FSDKaggle2018 labels, sorted.
-LABELS = (
-    "Acoustic_guitar", "Applause", "Bass_drum", "Cello", "Chime", "Clarinet", "Cowbell", "Double_bass",
-    "Electric_piano", "Flute", "Glockenspiel", "Gunshot_or_gunfire", "Harmonica", "Hi-hat", "Oboe",
-    "Saxophone", "Snare_drum", "Tambourine", "Telephone", "Trumpet", "Violin_or_fiddle",
-)
-
-
 def generate(dest: Path) -> None:
     """The registry's fetcher: render the demo competition with its default size into `dest`."""
     from competition.datasets.demo_synth import generate_demo

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from competition.datasets.demo import LABELS
+from competition.datasets.demo_voices import LABELS, VOICES, Voice
 from competition.datasets.freesound import SAMPLE_SUBMISSION_LABELS
 
 SAMPLE_RATE = 44100
@@ -57,64 +57,6 @@ DRUM_CHANNEL = 9  # General MIDI percussion channel
 PITCH_WHEEL_CENTRE = 8192  # the default +-2 semitone bend range spans 0..16383
 # GM drum kits of TimGM6mb (bank 128): Standard, Room, Power, Electronic, TR-808, Jazz, Brush, Orchestra.
 DRUM_KITS = (0, 8, 16, 24, 25, 32, 40, 48)
-
-# Note-pattern families, by how an instrument is usually played.
-SUSTAINED = ("single", "repeated", "melody")
-KEYBOARD = ("single", "repeated", "melody", "chords", "arpeggio")
-BELLS = ("single", "repeated", "melody", "cluster")
-PERCUSSION = ("single", "repeated", "roll")
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One way to sound a label: a GM program over a key range, or percussion keys of a drum kit."""
-
-    program: int | None  # 0-based GM program; None for the percussion channel
-    keys: tuple[int, ...]  # playable MIDI keys (a pitch range, or GM percussion key numbers)
-    patterns: tuple[str, ...]
-
-    @property
-    def is_drums(self) -> bool:
-        return self.program is None
-
-
-def _program(program: int, lowest_key: int, highest_key: int, patterns=SUSTAINED,
-             silent_keys: tuple[int, ...] = ()) -> Voice:
-    keys = tuple(key for key in range(lowest_key, highest_key + 1) if key not in silent_keys)
-    return Voice(program, keys, patterns)
-
-
-def _percussion(*keys: int) -> Voice:
-    return Voice(None, keys, PERCUSSION)
-
-
-# Key ranges follow each instrument's playable range and are all audible in TimGM6mb.
-VOICES: dict[str, tuple[Voice, ...]] = {
-    "Acoustic_guitar": (_program(24, 40, 84, KEYBOARD), _program(25, 40, 84, KEYBOARD)),  # nylon, steel
-    "Applause": (_program(126, 48, 72, ("texture",)),),
-    "Bass_drum": (_percussion(35, 36),),  # acoustic bass drum, bass drum 1
-    "Cello": (_program(42, 36, 76),),
-    "Chime": (_program(14, 55, 84, BELLS), Voice(None, (84,), ("single", "repeated"))),  # tubular bells, bell tree
-    "Clarinet": (_program(71, 50, 91),),
-    "Cowbell": (_percussion(56),),
-    "Double_bass": (_program(43, 28, 55), _program(32, 28, 55)),  # bowed contrabass, plucked upright
-    "Electric_piano": (_program(4, 36, 96, KEYBOARD), _program(5, 36, 96, KEYBOARD)),
-    "Flute": (_program(73, 60, 96), _program(72, 74, 102)),  # flute, piccolo
-    "Glockenspiel": (_program(9, 72, 105, BELLS),),
-    "Gunshot_or_gunfire": (_program(127, 36, 72, ("shots",)),),
-    "Harmonica": (_program(22, 60, 93),),
-    "Hi-hat": (_percussion(42, 44, 46),),  # closed, pedal, open
-    "Oboe": (_program(68, 58, 91), _program(69, 52, 81)),  # oboe, english horn
-    "Saxophone": (_program(64, 56, 87), _program(65, 49, 81, silent_keys=(64,)),  # TimGM6mb's alto lacks E4
-                  _program(66, 44, 76), _program(67, 36, 69)),
-    "Snare_drum": (_percussion(38, 40),),  # acoustic, electric
-    "Tambourine": (_percussion(54),),
-    "Telephone": (_program(124, 36, 60, ("rings",)),),
-    "Trumpet": (_program(56, 54, 84), _program(59, 54, 82)),  # open, muted
-    "Violin_or_fiddle": (_program(40, 55, 100), _program(110, 55, 96)),  # violin, fiddle
-}
-if tuple(sorted(VOICES)) != LABELS:
-    raise AssertionError("demo_synth.VOICES must voice exactly competition.datasets.demo.LABELS")
 
 # A note: (onset in s, length in s, MIDI key, velocity 1..127).
 Note = tuple[float, float, int, int]

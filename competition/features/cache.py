@@ -13,12 +13,12 @@ that change the output (`FeatureConfig.output_params`):
 
 Clips are computed in worker processes (one BLAS/OpenMP thread each), each decoded once for all the
 caches a run builds (`make features` builds one per experiment). A worker appends each clip's
-features to a record file of its own, framed with a length and a CRC-32: one file per worker
-instead of one per clip (records.py). A run killed at any moment leaves whole records and at most one torn one per file, which the CRC
-rejects. A rerun takes every clip still current from the packed split and the whole records, computes
-the rest, and repacks (each split moved into place at once), giving byte for byte the cache an
-uninterrupted run gives; then the record files are deleted. Packing streams clip by clip into a
-memory-mapped file, so memory does not grow with the dataset.
+features to a record file of its own (records.py), framed with a length and a CRC-32. A run killed
+at any moment leaves whole records and at most one torn one per file, which the CRC rejects. A rerun
+takes every clip still current from the packed split and the whole records, computes the rest, and
+repacks (each split moved into place at once), giving byte for byte the cache an uninterrupted run
+gives; then the record files are deleted. Packing streams clip by clip into a memory-mapped file, so
+memory does not grow with the dataset.
 A clip that cannot be decoded is an error in the train split; in the test split it gets a blank
 (silent) input, is listed in a warning, and still gets a row in the submission.
 """
@@ -98,7 +98,8 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], found:
     owner = os.getpid()
     jobs = []
     for fname, source in zip(table["fname"], table["path"]):
-        targets = [(clips_dir, config.__dict__) for clips_dir, config in caches.items() if fname not in found[clips_dir]]
+        targets = [(clips_dir, config.__dict__) for clips_dir, config in caches.items()
+                   if fname not in found[clips_dir]]
         if targets:
             jobs.append((int(signatures[fname].split("-")[0]), (fname, source, signatures[fname], targets, owner)))
     # Longest first (file size, the signature's first part, stands for length), so no long clip is

@@ -19,7 +19,6 @@ the image's libraries are printed, so a failing import shows next to them in the
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import shutil
 import tempfile
@@ -65,9 +64,11 @@ def main(settings: dict) -> None:
         from competition.submit.ensemble import blend_runs
 
         csv_path = blend_runs(workspace, run_dirs, SUBMISSION_NAME)
-        for path in (csv_path, csv_path.with_suffix(".json")):
+        from competition.submit.submission import read_record, record_path
+
+        for path in (csv_path, record_path(csv_path)):
             shutil.copyfile(path, working_dir / path.name)
-        record = json.loads(csv_path.with_suffix(".json").read_text())
+        record = read_record(csv_path)
         print(f"{working_dir / csv_path.name}: CV {record['metric']} {record['cv_score']:.4f}")
     print(f"outputs in {working_dir}: " + ", ".join(sorted(p.name for p in working_dir.iterdir())))
 

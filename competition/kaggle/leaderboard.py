@@ -9,25 +9,24 @@ back to the exact configurations. Nothing here loads TensorFlow.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from competition.submit.submission import SubmissionError
+from competition.submit.submission import SubmissionError, read_record, record_path
 
 
 def submission_message(csv_path: Path, note: str | None) -> str:
     """`note | CV <metric> <score> | <run> exp <hash> features <key>; ...` from the CSV's .json record."""
-    record_path = Path(csv_path).with_suffix(".json")
+    path = record_path(csv_path)
     parts = [note] if note else []
-    if not record_path.is_file():
-        return " | ".join(parts + [f"no CV record ({record_path.name} not found)"])
+    if not path.is_file():
+        return " | ".join(parts + [f"no CV record ({path.name} not found)"])
+    record = read_record(csv_path)
     try:
-        record = json.loads(record_path.read_text())
         parts.append(f"CV {record['metric']} {record['cv_score']:.5f}")
         parts.append("; ".join(f"{member['run']} exp {member['experiment_hash']} features {member['feature_key']}"
                                for member in record["members"]))
     except (ValueError, KeyError, TypeError) as error:
-        raise SubmissionError(f"{record_path}: not a blend record from `make ensemble` ({error!r}); fix or "
+        raise SubmissionError(f"{path}: not a blend record from `make ensemble` ({error!r}); fix or "
                               "delete it") from None
     return " | ".join(parts)
 

@@ -182,6 +182,9 @@ class Run:
     def write_scores(self, scores: dict) -> None:
         atomic_write_text(self.dir / SCORES, json.dumps(scores, indent=1))
 
+    def has_scores(self) -> bool:
+        return (self.dir / SCORES).is_file()
+
     def scores(self) -> dict:
         path = self.dir / SCORES
         if not path.is_file():

@@ -45,7 +45,8 @@ def crop_frames(experiment: Experiment) -> int:
     return max(1, round(experiment.train.crop_seconds * experiment.features.frames_per_second))
 
 
-def _targets(train: pd.DataFrame, dataset: Dataset, experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _targets(train: pd.DataFrame, dataset: Dataset,
+             experiment: Experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class ids, soft targets and loss weights of every train row, from the experiment's choices
     for unverified labels (smoothing and/or a lower weight) and class balance."""
     settings = experiment.train

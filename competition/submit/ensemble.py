@@ -8,7 +8,6 @@ blend over the simplex (a convex problem for a geometric mean, so the optimum is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 from competition.errors import KitError
 from competition.modeling.inference import EPS, geometric_mean
 from competition.modeling.runs import Run
-from competition.workspace import Workspace, atomic_write_text
+from competition.workspace import Workspace
 
 
 class EnsembleError(KitError, ValueError):
@@ -64,7 +63,7 @@ def blend_runs(workspace: Workspace, run_dirs: Sequence[Path], name: str, *, wei
     CSV and its JSON record: each member's CV score and weight, the blend's CV with both weightings."""
     from competition.datasets.registry import get_dataset
     from competition.metrics import score
-    from competition.submit.submission import validate_submission, write_submission
+    from competition.submit.submission import validate_submission, write_record, write_submission
 
     if weights not in ("fitted", "equal"):
         raise EnsembleError(f"weights must be fitted or equal, not {weights!r}")
@@ -94,5 +93,5 @@ def blend_runs(workspace: Workspace, run_dirs: Sequence[Path], name: str, *, wei
               "members": [{"run": r["dir"].name, "experiment_hash": r["config"]["hash"],
                            "feature_key": r["config"]["feature_key"], "cv_score": r["scores"]["oof"],
                            "weight": float(w)} for r, w in zip(runs, chosen)]}
-    atomic_write_text(csv_path.with_suffix(".json"), json.dumps(record, indent=1))
+    write_record(csv_path, record)
     return csv_path

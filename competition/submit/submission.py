@@ -7,6 +7,7 @@ including clips that are empty or could not be decoded (they are predicted from 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,26 @@ def write_submission(path: Path, fnames: Sequence[str], scores: np.ndarray, labe
     return Path(path)
 
 
+def record_path(csv_path: Path) -> Path:
+    """The blend record beside a submission CSV (`make ensemble` writes it): its CV score, weights and
+    each member run's experiment and feature hashes."""
+    return Path(csv_path).with_suffix(".json")
+
+
+def write_record(csv_path: Path, record: dict) -> None:
+    atomic_write_text(record_path(csv_path), json.dumps(record, indent=1))
+
+
+def read_record(csv_path: Path) -> dict:
+    path = record_path(csv_path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: blend record not found (make ensemble writes it beside the CSV)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise SubmissionError(f"{path}: not a blend record from `make ensemble` ({error})") from None
+
+
 def read_submission(path: Path) -> list[list[str]]:
     path = Path(path)
     if not path.is_file():
@@ -48,7 +69,8 @@ def validate_submission(path: Path, test_fnames: Sequence[str], labels: Sequence
     """Raise SubmissionError at the first problem; return the number of rows when all is well."""
     rows = read_submission(path)
     if not rows or [c.strip() for c in rows[0]] != HEADER:
-        raise SubmissionError(f"{path}: header must be {','.join(HEADER)!r}, found {','.join(rows[0]) if rows else 'an empty file'!r}")
+        found = ",".join(rows[0]) if rows else "an empty file"
+        raise SubmissionError(f"{path}: header must be {','.join(HEADER)!r}, found {found!r}")
     vocabulary = set(labels)
     expected = set(test_fnames)
     seen: set[str] = set()
