@@ -32,8 +32,9 @@ def map_at_k_labels(true_labels: Sequence, predicted_lists: Sequence[Sequence], 
 def map_at_k(true_ids: np.ndarray, scores: np.ndarray, k: int = 3) -> float:
     """MAP@k with one true label per row, from a (rows, classes) score matrix."""
     true_ids = np.asarray(true_ids)
-    hits = top_k_indices(scores, k) == true_ids[:, None]
-    return float((hits / np.arange(1, k + 1)).sum(axis=1).mean())
+    top = top_k_indices(scores, k)  # fewer than k columns when there are fewer than k classes
+    hits = top == true_ids[:, None]
+    return float((hits / np.arange(1, top.shape[1] + 1)).sum(axis=1).mean())
 
 
 def accuracy(true_ids: np.ndarray, scores: np.ndarray) -> float:

@@ -77,10 +77,10 @@ def _pool_bins_then_time(x, config: ModelConfig):
     if config.bins_pooling == "max":
         x = layers.MaxPooling2D((1, x.shape[2]), name="max_over_bins")(x)
     x = layers.Reshape((-1, x.shape[2] * x.shape[3]), name="drop_bins_axis")(x)
-    return _pool_time(x)
+    return pool_time(x)
 
 
-def _pool_time(x):
+def pool_time(x):
     """(time, channels) -> mean and max over time, concatenated: the average sound and its peak."""
     from keras import layers
 
@@ -142,7 +142,7 @@ def cnn1d_backbone(x, config: ModelConfig):
         x = layers.Activation("relu", name=f"block{i}_relu")(x)
         if i < 4:
             x = layers.MaxPooling1D(4, name=f"block{i}_pool")(x)
-    return _pool_time(x)
+    return pool_time(x)
 
 
 @backbone("zafar2d")
@@ -159,7 +159,7 @@ def zafar2d_backbone(x, config: ModelConfig):
         x = layers.MaxPooling2D((2, 2), name=f"conv{i}_pool")(x)
     x = layers.Permute((2, 1, 3), name="frames_first")(x)
     x = layers.Reshape((-1, x.shape[2] * x.shape[3]), name="flatten_bins")(x)
-    x = _pool_time(x)
+    x = pool_time(x)
     x = layers.Dense(64, use_bias=False, name="dense")(x)
     x = _batch_norm("dense_bn")(x)
     return layers.Activation("relu", name="dense_relu")(x)
