@@ -50,9 +50,8 @@ from competition.errors import KitError
 MIN_PLAUSIBLE_SAMPLE_RATE = 1_000
 MAX_PLAUSIBLE_SAMPLE_RATE = 768_000
 
-# soxr's 'HQ' (20-bit precision): measured on 5 s clips to 22050 Hz it costs 0.5 ms from 44.1 kHz
-# and 0.9 ms from 48 kHz, within 5-15% of 'MQ' and 'LQ' (16-bit) and faster than 'QQ' for the
-# common 2:1 case, while 'VHQ' costs up to 1.5x more for precision far below what features keep.
+# soxr's 'HQ' (20-bit precision): about the cost of the 16-bit qualities, cheaper than 'QQ' for the
+# common 2:1 case, while 'VHQ' costs more for precision far below what the features keep.
 RESAMPLE_QUALITY = "HQ"
 
 # Frames decoded per read call. It bounds the memory a header promising absurdly many frames can
@@ -112,7 +111,7 @@ def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> n
             n_frames = round(min(n_frames, max_seconds * file_rate))
         samples = _read_mono(sound_file, n_frames, path)
 
-    if not np.isfinite(samples).all():  # the check is 6x cheaper than an unconditional repair
+    if not np.isfinite(samples).all():  # the check is far cheaper than an unconditional repair
         np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     if file_rate != sample_rate and samples.size:
         samples = soxr.resample(samples, file_rate, sample_rate, quality=RESAMPLE_QUALITY)
@@ -123,8 +122,8 @@ def _read_plain_pcm16_wav(path, max_seconds: float | None) -> tuple[int, np.ndar
     """(sample rate, mono float32 samples) of a whole, ordinary 16-bit PCM WAV file, or None.
 
     The common case (Freesound's and UrbanSound8K's clips) read without libsndfile: parsing the RIFF
-    header here and reading the samples into an array costs a third of opening the file with
-    soundfile, a quarter of a 4 s clip's decode. "Ordinary" is strict: RIFF/WAVE, a 16-bit integer
+    header here and reading the samples into an array costs much less than opening the file with
+    soundfile (`make bench` times decoding). "Ordinary" is strict: RIFF/WAVE, a 16-bit integer
     PCM `fmt ` chunk (plain or WAVE_FORMAT_EXTENSIBLE) before a nonempty `data` chunk of whole
     frames that the file holds entirely, within the first 64 KiB. Anything else, truncated files
     included, returns None and goes through libsndfile, which owns every error message; the
@@ -183,7 +182,7 @@ def _pcm16_wav_layout(head: bytes, file_size: int) -> tuple[int, int, int, int] 
 
 def _open_sound_file(path) -> soundfile.SoundFile:
     """Open `path` with libsndfile, turning every way that can fail into an AudioError."""
-    # stat, not open: an extra open costs ~0.1 ms a clip, a tenth of a WAV clip's whole decode.
+    # stat, not open: an extra open is a sizeable share of a WAV clip's whole decode.
     try:
         status = os.stat(path)
     except FileNotFoundError:
@@ -236,7 +235,7 @@ def _truncation_note(libsndfile_log: str) -> str | None:
 def _read_mono(sound_file: soundfile.SoundFile, n_frames: int, path) -> np.ndarray:
     """Decode up to `n_frames` frames from the current position, averaged over channels."""
     # 16-bit PCM (Freesound's and UrbanSound8K's WAV) is read as integers and scaled here: libsndfile's
-    # own conversion to float costs 4x more. The scale is its own, 1/32768, so the samples are the same.
+    # own conversion to float costs several times more. The scale is its own, 1/32768, so the samples are the same.
     read_type = "int16" if sound_file.subtype == "PCM_16" else "float32"
     blocks = []
     n_decoded = 0
@@ -266,5 +265,5 @@ def _mixed_down(frames: np.ndarray, channels: int) -> np.ndarray:
     """(frames, channels) float32 averaged to mono."""
     if channels == 1:
         return frames[:, 0]
-    # A matrix-vector product averages 40x faster than frames.mean(axis=1) over so short an axis.
+    # A matrix-vector product averages far faster than frames.mean(axis=1) over so short an axis.
     return frames @ np.full(channels, 1 / channels, dtype=np.float32)

@@ -48,7 +48,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 def _spectrogram_matrices(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
                           n_mfcc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(window, sparse mel basis, DCT matrix), float32, built once per parameter set. The mel basis
-    is sparse (each mel band spans a few FFT bins; 3% of its entries are nonzero), which halves the
+    is sparse (each mel band spans a few FFT bins; 3% of its entries are nonzero), which cuts the
     filterbank product's cost against a dense matmul."""
     import scipy.fft
     import scipy.sparse

@@ -21,7 +21,7 @@ def limit_worker_threads() -> None:
 def keep_freed_memory() -> None:
     """Let a pool worker's allocator reuse the memory of the clip before. glibc hands every freed
     block over 128 KiB (a clip's signal, frames, spectrum) back to the system and the next clip
-    faults in fresh zeroed pages, about 400 page faults a clip (0.5 ms); higher thresholds keep
+    faults in fresh zeroed pages, hundreds of page faults a clip; higher thresholds keep
     up to 64 MiB for reuse. Other C libraries are left as they are."""
     import ctypes
 

@@ -82,8 +82,8 @@ def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes:
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(PREFETCH_BATCHES)
-    # tf.data's autotuner stalled fit on 2 cores: 100 samples/s against 158 without it (same CPU per
-    # sample). A batch takes ~1% of a train step to make, so a fixed buffer never runs dry.
+    # tf.data's autotuner stalled fit on 2 cores (`make bench` times fit against the pure train step).
+    # A batch takes a small share of a train step to make, so a fixed buffer never runs dry.
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
