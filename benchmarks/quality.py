@@ -2,7 +2,9 @@
 
 Protocols, on the copies in ../shared/data beside the kit (skipped, with a message, when absent):
 
-    ESC-10         5-fold cross-validation on the dataset's predefined folds (400 clips, 10 classes)
+    ESC-10         5-fold cross-validation on the dataset's predefined folds (400 clips, 10 classes):
+                   the rows marked esc10 of the shared ESC-50 copy (ESC-50 at 16 kHz, Vorbis), read
+                   in place as the kit's `esc10` dataset
     UrbanSound8K   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:
@@ -14,16 +16,16 @@ Recipes, each trained by the kit's own `train_experiment` on the same folds:
 
 Every model is the one of its last epoch (`keep_epoch = "last"`), so the test fold never picks an
 epoch or stops training: the numbers are test numbers, not validation numbers. Each protocol sets
-its epochs (60 on both: UrbanSound8K's validation accuracy still rose at 30) and prints them.
+its epochs (60 on both) and prints them.
 
 Each recipe is loaded for its dataset, with the experiment file's `[datasets.<name>]` values (the
 log-mel views shift bins and levels on UrbanSound8K only). The ablation takes the default recipe
 apart on ESC-10: retrained without SpecAugment masking and without mixup, its fold models re-scored
 on one centre crop instead of TTA (on both datasets; no training), and each member alone against
 the blend (ensemble). On UrbanSound8K it is also trained without its bin shifts and level
-changes. --quick skips every
-retraining. Runs land in runs/bench-<dataset>-<recipe>-<hash>/ of the workspace, reports included,
-so a rerun reuses whatever finished; the tables also go to runs/bench-quality.txt/.json.
+changes. --quick skips every retraining. Runs land in runs/bench-<dataset>-<recipe>-<hash>/ of the
+workspace, reports included, so a rerun reuses whatever finished; the tables also go to
+runs/bench-quality.txt/.json.
 """
 
 from __future__ import annotations
@@ -67,17 +69,23 @@ class Protocol:
         return f"fold {fold}"
 
 
-ESC10 = Protocol("esc10", "ESC-10, 5-fold CV on the predefined folds", epochs=60, folds=(1, 2, 3, 4, 5))
+ESC10 = Protocol("esc10", "ESC-10 (ESC-50 at 16 kHz, Vorbis), 5-fold CV on the predefined folds", epochs=60,
+                 folds=(1, 2, 3, 4, 5))
 URBANSOUND8K = Protocol("urbansound8k", "UrbanSound8K, train on one fold, test on the other", epochs=60, folds=(1, 2))
+
+
+def _shared_source(shared: Path, protocol: Protocol) -> Path:
+    """Where under `shared` the protocol's clips are: ESC-10 is the esc10 rows of the ESC-50 copy."""
+    return shared / ("esc50" if protocol.dataset == "esc10" else protocol.dataset)
 
 
 def _shared_copy(shared: Path, protocol: Protocol, workspace: Workspace) -> Path | None:
     """The dataset's folder in the kit's layout, or None when ../shared does not hold it."""
+    source = _shared_source(shared, protocol)
     if protocol.dataset == "esc10":
-        folder = shared / "esc10"
-        return folder if folder.is_dir() else None
-    flac = shared / "urbansound8k"
-    if not flac.is_dir():
+        # ESC-50's layout: the kit's esc10 entry indexes it keeping only the esc10 rows.
+        return source if (source / "meta" / "esc50.csv").is_file() else None
+    if not source.is_dir():
         return None
     wav = workspace.data / "bench-urbansound8k"
     converter = shared.parent / "bin" / "urbansound8k-wav"
@@ -167,7 +175,8 @@ def _table(rows: dict[str, dict], protocol: Protocol) -> str:
     for name, scores in rows.items():
         seconds = scores.get("train_seconds")
         lines.append(f"{name:<56}" + "".join(f"{scores[c]['accuracy']:>9.4f}" for c in columns)
-                     + f"{scores['mean']['map@3']:>9.4f}" + (f"{seconds:>9.0f}" if seconds is not None else f"{'-':>9}"))
+                     + f"{scores['mean']['map@3']:>9.4f}"
+                     + (f"{seconds:>9.0f}" if seconds is not None else f"{'-':>9}"))
     return "\n".join(lines)
 
 
@@ -176,8 +185,8 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
     from competition.datasets.registry import get_dataset
 
     if not shared.is_dir():
-        print(f"bench-quality skipped: {shared} not found (the shared ESC-10 and UrbanSound8K copies live "
-              f"in ../shared/data beside the kit's checkout)")
+        print(f"bench-quality skipped: {shared} not found (the shared ESC-50 copy, whose esc10 rows are ESC-10, "
+              f"and UrbanSound8K copy live in ../shared/data beside the kit's checkout)")
         return {}
     started = time.perf_counter()
     results: dict = {}
@@ -185,7 +194,7 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
     for protocol in (ESC10, URBANSOUND8K):
         root = _shared_copy(shared, protocol, workspace)
         if root is None:
-            print(f"{protocol.title}: skipped, {shared / protocol.dataset} not found")
+            print(f"{protocol.title}: skipped, {_shared_source(shared, protocol)} not found")
             continue
         dataset = get_dataset(protocol.dataset)
         index = _index(dataset, root, protocol)
@@ -195,7 +204,8 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
         blend_name = f"kit: {' + '.join(e.name for e in kit)} (blend)"
         rows = {blend_name: _blend(kit_runs, index, protocol)}
         rows.update({f"kit: {e.name}": _run_scores(run, index, protocol) for e, run in zip(kit, kit_runs)})
-        rows[f"peer: Zafar kernel ({peer.name})"] = _run_scores(_train(workspace, dataset, index, peer), index, protocol)
+        peer_run = _train(workspace, dataset, index, peer)
+        rows[f"peer: Zafar kernel ({peer.name})"] = _run_scores(peer_run, index, protocol)
         rows[f"ablation: {kit[0].name} without TTA (1 crop)"] = _without_tta(kit_runs[0], workspace, dataset, index,
                                                                             kit[0], protocol)
         variants = {"esc10": {"without SpecAugment masking": WITHOUT_MASKING, "without mixup": WITHOUT_MIXUP},

@@ -119,10 +119,11 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
         times = {"pure": [], "fit": [], "pipeline": []}
         for round_number in range(1, rounds + 1):
             times["pure"].append(_timed(pure_steps))
-            times["fit"].append(_timed(lambda: fit(round_number)))
-        times["pipeline"] = [_timed(lambda: pipeline(number)) for number in range(1, rounds + 1)]
+            times["fit"].append(_timed(lambda number=round_number: fit(number)))
+        times["pipeline"] = [_timed(lambda number=number: pipeline(number)) for number in range(1, rounds + 1)]
     samples = clips * EPOCHS_PER_ROUND
-    rates = {name: (_median_rate(samples, [wall for wall, _ in pairs]), _median_rate(samples, [cpu for _, cpu in pairs]))
+    rates = {name: (_median_rate(samples, [wall for wall, _ in pairs]),
+                    _median_rate(samples, [cpu for _, cpu in pairs]))
              for name, pairs in times.items()}
     (pure_wall, pure_cpu), (fit_wall, fit_cpu) = rates["pure"], rates["fit"]
     table = pd.DataFrame([
