@@ -1,4 +1,4 @@
-"""Tests for competition.bench_quality's bookkeeping (the benchmark itself trains for minutes: make bench-quality)."""
+"""Tests for benchmarks.quality's bookkeeping (the benchmark itself trains for minutes: make bench-quality)."""
 
 import numpy as np
 import pytest
@@ -26,11 +26,11 @@ def test_fold_scores_name_train_test_directions_and_average_over_folds():
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.skipif(not (SHARED_DATA / "esc10").is_dir(), reason="needs ../shared/data/esc10 beside the checkout")
+@pytest.mark.skipif(not (SHARED_DATA / "esc50").is_dir(), reason="needs ../shared/data/esc50 beside the checkout")
 def test_the_shared_esc10_copy_has_the_protocol_folds():
     from benchmarks.quality import _index
     from competition.datasets.registry import get_dataset
 
     dataset = get_dataset("esc10")
-    index = _index(dataset, SHARED_DATA / "esc10", ESC10)
+    index = _index(dataset, SHARED_DATA / "esc50", ESC10)
     assert len(index.train) == 400 and sorted(index.train["fold"].unique()) == list(ESC10.folds)

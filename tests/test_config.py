@@ -62,9 +62,13 @@ def test_a_datasets_own_values_apply_to_that_dataset_only(tmp_path):
 
 
 def test_shipped_experiments_load():
+    import tomllib
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parent.parent.glob("experiments/*.toml")):
-        assert load_experiment(path).name
+    paths = sorted(Path(__file__).parent.parent.glob("experiments/*.toml"))
+    assert paths, "no experiments/*.toml found: the loop below would check nothing"
+    for path in paths:
+        # The file's own name (the file name where it has none): loading raises on any bad key.
+        assert load_experiment(path).name == tomllib.loads(path.read_text()).get("name", path.stem)
         for dataset in ("freesound-audio-tagging", "urbansound8k", "esc10", "esc50", "demo"):
             assert load_experiment(path, dataset).name == load_experiment(path).name

@@ -14,10 +14,9 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import soundfile
+from layouts import make_esc50, make_kaggle_layout, make_urbansound8k
 
 from competition.datasets import esc50, urbansound8k
 from competition.datasets import obtain as data
@@ -28,64 +27,6 @@ from competition.datasets.registry import dataset_names, get_dataset
 from competition.datasets.spec import TEST_COLUMNS, TRAIN_COLUMNS, DatasetError
 from competition.datasets.urbansound8k import LABELS as URBANSOUND8K_LABELS
 from competition.workspace import Workspace
-
-RATE = 8000
-
-
-def write_clip(path: Path, seconds: float = 0.1, pitch: float = 440.0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * RATE)) / RATE
-    soundfile.write(path, (0.3 * np.sin(2 * np.pi * pitch * t)).astype(np.float32), RATE, subtype="PCM_16")
-
-
-def make_urbansound8k(root: Path, *, folds_with_audio=range(1, 11), per_fold: int = 2) -> Path:
-    """UrbanSound8K's layout under root/UrbanSound8K: all 10 folds in the CSV, audio for some."""
-    base = root / "UrbanSound8K"
-    rows = []
-    for fold in range(1, 11):
-        for i in range(per_fold):
-            class_id = (fold + i) % 10
-            name = f"{1000 * fold + i}-{class_id}-0-{i}.wav"
-            rows.append({"slice_file_name": name, "fsID": 1000 * fold + i, "start": 0.0, "end": 0.1,
-                         "salience": 1, "fold": fold, "classID": class_id, "class": URBANSOUND8K_LABELS[class_id]})
-            if fold in folds_with_audio:
-                write_clip(base / "audio" / f"fold{fold}" / name, pitch=200 + 50 * class_id)
-    (base / "metadata").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(base / "metadata" / "UrbanSound8K.csv", index=False)
-    return root
-
-
-def make_esc50(root: Path, *, per_fold: int = 3) -> Path:
-    """ESC-50's layout (meta/esc50.csv + audio/): per fold, some ESC-10 rows and some others."""
-    rows = []
-    for fold in range(1, 6):
-        for i in range(per_fold):
-            target = (7 * fold + 3 * i) % 50
-            name = f"{fold}-{100 + i}-A-{target}.wav"
-            rows.append({"filename": name, "fold": fold, "target": target, "category": ESC50_LABELS[target],
-                         "esc10": ESC50_LABELS[target] in ESC10_LABELS, "src_file": 100 + i, "take": "A"})
-            write_clip(root / "audio" / name, pitch=100 + 20 * target)
-        label = ESC10_LABELS[fold]  # at least one ESC-10 row per fold
-        name = f"{fold}-200-A-{ESC50_LABELS.index(label)}.wav"
-        rows.append({"filename": name, "fold": fold, "target": ESC50_LABELS.index(label), "category": label,
-                     "esc10": True, "src_file": 200, "take": "A"})
-        write_clip(root / "audio" / name)
-    (root / "meta").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
-    return root
-
-
-def make_kaggle_layout(root: Path, labels: tuple[str, ...]) -> Path:
-    rows = [{"fname": f"{i:08x}.wav", "label": labels[i % len(labels)], "manually_verified": i % 2}
-            for i in range(6)]
-    for row in rows:
-        write_clip(root / "audio_train" / row["fname"])
-    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
-    test = [{"fname": f"{100 + i:08x}.wav", "label": " ".join(labels[:3])} for i in range(3)]
-    for row in test:
-        write_clip(root / "audio_test" / row["fname"])
-    pd.DataFrame(test).to_csv(root / "sample_submission.csv", index=False)
-    return root
 
 
 def _demo_labels():
@@ -275,7 +216,8 @@ def test_offline_download_fails_fast_naming_the_local_copy_option(name, source, 
 
 def test_unresolvable_host_fails_with_the_same_advice(tmp_path, monkeypatch):
     monkeypatch.setattr(esc50, "URL", "https://no-such-host.invalid/master.zip")
-    with pytest.raises(DatasetError, match=r"(cannot resolve|no answer for) no-such-host.invalid.*make data DATASET=esc50 FROM=DIR"):
+    advice = r"(cannot resolve|no answer for) no-such-host.invalid.*make data DATASET=esc50 FROM=DIR"
+    with pytest.raises(DatasetError, match=advice):
         data.obtain(Workspace(tmp_path), "esc50")
 
 
@@ -295,10 +237,13 @@ class _Archives(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def archive_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Archives)
+    """(base URL, {path: body}) of a local server; each test gets its own, empty, set of files."""
+    handler = type("Archives", (_Archives,), {"files": {}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _Archives.files
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.files
     server.shutdown()
+    server.server_close()
 
 
 def test_download_esc50_from_its_archive(tmp_path, monkeypatch, archive_server):

@@ -48,7 +48,7 @@ def test_pipeline_writes_a_valid_submission_and_reruns_from_cache(workspace, tin
     assert "demo logmel train" in capsys.readouterr().err  # the feature progress bar
     runs = [workspace.runs / "demo-tiny-logmel", workspace.runs / "demo-tiny-mfcc"]
     for run in runs:
-        assert sorted(p.name for p in run.glob("fold-*/done.json")) == ["done.json", "done.json"]
+        assert sorted(p.parent.name for p in run.glob("fold-*/done.json")) == ["fold-0", "fold-1"]
         for fold in ("fold-0", "fold-1"):
             assert (run / fold / "model.keras").exists() and (run / fold / "history.csv").exists()
     assert main(["ensemble", *map(str, runs), "--name", "tiny"]) == 0

@@ -43,6 +43,7 @@ def test_saved_folds_for_other_data_are_refused(tmp_path):
     workspace = Workspace(tmp_path)
     dataset = get_dataset("freesound-audio-tagging")
     load_or_make_folds(workspace, dataset, table(), 5, 42)
-    bigger = pd.concat([table(), pd.DataFrame([{"fname": "new.wav", "label": "a", "manually_verified": 1, "fold": -1}])])
+    new_row = {"fname": "new.wav", "label": "a", "manually_verified": 1, "fold": -1}
+    bigger = pd.concat([table(), pd.DataFrame([new_row])])
     with pytest.raises(ValueError, match="new.wav"):
         load_or_make_folds(workspace, dataset, bigger.reset_index(drop=True), 5, 42)

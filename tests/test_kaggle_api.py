@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from kaggle_server import (  # noqa: F401  (fixtures)
+from kaggle_server import (
     COMPETITION,
     DROP,
     FAKE_KEY,
@@ -24,11 +24,7 @@ from kaggle_server import (  # noqa: F401  (fixtures)
     PORT,
     TRUNCATE,
     bind_client_port,
-    competition_archive,
     credential_leaks,
-    kaggle_env,
-    kaggle_server,
-    no_credential_leaks,
 )
 
 from competition import kaggle_client
@@ -138,7 +134,8 @@ def submit_sample(tmp_path: Path) -> None:
 
 
 STEPS = {
-    "download": ("DownloadDataFiles", lambda tmp_path: kaggle_client.download_competition(COMPETITION, tmp_path / "raw")),
+    "download": ("DownloadDataFiles",
+                 lambda tmp_path: kaggle_client.download_competition(COMPETITION, tmp_path / "raw")),
     "submit": ("StartSubmissionUpload", submit_sample),
 }
 FAILURES = {
@@ -376,7 +373,8 @@ def test_kernel_failures(kaggle_server, tmp_path, rpc, failure, error_class):
         call()
 
     assert KERNEL_ID in str(excinfo.value)
-    assert not isinstance(excinfo.value, kaggle_client.RulesNotAccepted)
+    # Exactly that class: a kernel's 403 is Forbidden, not its subclass RulesNotAccepted (competition rules).
+    assert type(excinfo.value) is error_class
 
 
 # -- a fresh process, as the command line runs it

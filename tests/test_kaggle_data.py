@@ -16,15 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from kaggle_server import (  # noqa: F401  (fixtures)
-    COMPETITION,
-    DROP,
-    competition_archive,
-    credential_leaks,
-    kaggle_env,
-    kaggle_server,
-    no_credential_leaks,
-)
+from kaggle_server import COMPETITION, DROP, credential_leaks
 
 from competition.__main__ import main
 from competition.datasets import freesound as kaggle_data

@@ -5,15 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from kaggle_server import (  # noqa: F401  (fixtures)
-    COMPETITION,
-    competition_archive,
-    credential_leaks,
-    kaggle_env,
-    kaggle_server,
-    no_credential_leaks,
-)
-from make_targets import no_tensorflow, run_make  # noqa: F401  (fixture)
+from kaggle_server import COMPETITION, credential_leaks
+from make_targets import run_make
 
 from competition.__main__ import main
 
@@ -21,8 +14,10 @@ pytestmark = pytest.mark.usefixtures("no_credential_leaks")
 BLEND_RECORD = {
     "name": "night", "dataset": "demo", "metric": "map@3", "cv_score": 0.612341, "blend": "geometric_mean",
     "members": [
-        {"run": "demo-logmel-cnn", "experiment_hash": "1a2b3c4d5e", "feature_key": "logmel-0a1b2c3d4e", "cv_score": 0.58},
-        {"run": "demo-mfcc-cnn", "experiment_hash": "6f7a8b9c0d", "feature_key": "mfcc-5e6f7a8b9c", "cv_score": 0.55},
+        {"run": "demo-logmel-cnn", "experiment_hash": "1a2b3c4d5e", "feature_key": "logmel-0a1b2c3d4e",
+         "cv_score": 0.58},
+        {"run": "demo-mfcc-cnn", "experiment_hash": "6f7a8b9c0d", "feature_key": "mfcc-5e6f7a8b9c",
+         "cv_score": 0.55},
     ],
 }
 DESCRIPTION = ("CV map@3 0.61234 | demo-logmel-cnn exp 1a2b3c4d5e features logmel-0a1b2c3d4e; "
@@ -168,6 +163,7 @@ def test_make_help_lists_the_kaggle_targets(tmp_path, no_tensorflow):
     assert {"data", "score", "submit", "submissions", "kernel", "kernel-status", "kernel-output"} <= set(listed)
 
 
+@pytest.mark.slow  # two fresh `make` processes
 def test_make_submit_and_submissions(kaggle_server, workspace, submission, no_tensorflow):
     result = run_make("submit", "DATASET=demo", f"SUB={submission}", "MSG=Tom's \"best\" run",
                   kit_home=workspace.root, python_path=no_tensorflow)

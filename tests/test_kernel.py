@@ -20,15 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kaggle_server import (  # noqa: F401  (fixtures)
-    COMPETITION,
-    FAKE_USERNAME,
-    competition_archive,
-    kaggle_env,
-    kaggle_server,
-    no_credential_leaks,
-)
-from make_targets import no_tensorflow, run_make  # noqa: F401  (fixture)
+from kaggle_server import COMPETITION, FAKE_USERNAME
+from make_targets import run_make
 
 from competition.__main__ import main
 from competition.datasets.registry import get_dataset
@@ -111,7 +104,8 @@ def test_kernel_folder_holds_the_metadata_and_a_self_contained_script(kit):
     modules = set(package.namelist())
     assert {"competition/__init__.py", "competition/kaggle/kernel_run.py", "competition/modeling/train.py",
             "competition/datasets/freesound.py"} <= modules
-    assert package.read("competition/kaggle/kernel_run.py") == (kernel.PACKAGE_DIR / "kaggle/kernel_run.py").read_bytes()
+    embedded = package.read("competition/kaggle/kernel_run.py")
+    assert embedded == (kernel.PACKAGE_DIR / "kaggle" / "kernel_run.py").read_bytes()
 
     build(kit)  # an unchanged kit builds the same bytes, so it is not pushed again
     assert (folder / f"{SLUG}.py").read_text() == script
@@ -227,6 +221,7 @@ def test_kernel_status_and_output(kaggle_server, kit, capfd):
     assert f"make submit SUB={folder / 'submission.csv'}" in capfd.readouterr().out
 
 
+@pytest.mark.slow  # three fresh `make` processes
 def test_make_kernel_targets(kaggle_server, kit, no_tensorflow):
     variables = ["DATASET=demo", f"EXPERIMENTS={kit.root / 'experiments' / 'tiny.toml'}", f"KERNEL_TITLE={TITLE}"]
     result = run_make("kernel", *variables, kit_home=kit.root, python_path=no_tensorflow)

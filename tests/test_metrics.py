@@ -40,5 +40,10 @@ def test_accuracy_is_top_1():
 
 
 def test_map_rejects_mismatched_lengths():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 true labels but 2 predictions"):
         map_at_k_labels(["a"], [["a"], ["b"]])
+
+
+def test_map_at_3_with_fewer_than_3_classes():
+    # Two classes: the ranking has two places, a miss at the top still scores 1/2.
+    assert map_at_k(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]])) == pytest.approx((1 + 0.5) / 2)

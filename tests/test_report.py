@@ -1,7 +1,5 @@
 """Tests for competition.report: the CV table, per-class table and both figures, from a run folder alone."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
