@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from competition import quiet_start
+
+    quiet_start.install()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="kind")
     speed = kinds.add_parser("speed", help="speed of feature extraction (seed, Zafar, librosa, kit), then of training")

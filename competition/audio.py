@@ -11,7 +11,8 @@ with the path, for a file they cannot use. How each kind of bad or unusual input
 - not audio (text, random bytes; the file name does not matter): AudioError "<path>: not a readable
   audio file (<libsndfile's reason>)".
 - truncated file, its header promising more audio than the file holds: libsndfile counts only the
-  frames actually present (WAV, AIFF, AU, ...) and those are decoded and returned, with no warning.
+  frames actually present (WAV, AIFF, AU, ...) and those are decoded and returned, with a note
+  saying so (see `notes` below).
   If not a single frame is present, AudioError "<path>: truncated, the header promises audio the
   file does not hold (<libsndfile's note>)". An Ogg stream cut short counts as this case too:
   libsndfile cannot find its end and reports no frames at all.
@@ -32,6 +33,9 @@ with the path, for a file they cannot use. How each kind of bad or unusual input
 
 `audio_info` reads only the header, so it raises every error above except "corrupt or truncated
 audio data", which shows only while decoding.
+
+Nothing is changed silently: given a `notes` list, `load_audio` appends one line for each thing
+the caller should tell the user: a file cut to `max_seconds`, a file shorter than its header says.
 """
 
 import numbers
@@ -83,19 +87,22 @@ def audio_info(path) -> tuple[int, int, int]:
         return sound_file.samplerate, sound_file.frames, sound_file.channels
 
 
-def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
+def load_audio(path, sample_rate: int, *, max_seconds: float | None = None,
+               notes: list[str] | None = None) -> np.ndarray:
     """Decode an audio file to float32 mono in [-1, 1] at `sample_rate` Hz.
 
     Channels are averaged and the audio is resampled with soxr. With `max_seconds`, only that
     much of the start of the file is decoded. The result may have length 0. Raises AudioError
-    for a file it cannot use (see the module docstring) and ValueError for bad arguments.
+    for a file it cannot use (see the module docstring) and ValueError for bad arguments; appends
+    to `notes` what was cut or missing.
     """
+    notes = [] if notes is None else notes
     if not (isinstance(sample_rate, numbers.Integral) and sample_rate > 0):
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     if max_seconds is not None and not max_seconds >= 0:  # `not >=` also rejects NaN
         raise ValueError(f"max_seconds must be None or >= 0, got {max_seconds!r}")
 
-    pcm16 = _read_plain_pcm16_wav(path, max_seconds)
+    pcm16 = _read_plain_pcm16_wav(path, max_seconds, notes)
     if pcm16 is not None:
         # Integer samples scaled by 1/32768 are finite and inside [-1, 1): nothing to repair or clip
         # unless resampling overshoots.
@@ -107,8 +114,10 @@ def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> n
     with _open_sound_file(path) as sound_file:
         file_rate = sound_file.samplerate
         n_frames = sound_file.frames
-        if max_seconds is not None:
-            n_frames = round(min(n_frames, max_seconds * file_rate))
+        truncation_note = _truncation_note(sound_file.extra_info, prefer_data=True)
+        if truncation_note:
+            notes.append(f"shorter than its header says: {n_frames / file_rate:.2f} s present ({truncation_note})")
+        n_frames = _cut(n_frames, file_rate, max_seconds, notes)
         samples = _read_mono(sound_file, n_frames, path)
 
     if not np.isfinite(samples).all():  # the check is far cheaper than an unconditional repair
@@ -118,7 +127,16 @@ def load_audio(path, sample_rate: int, *, max_seconds: float | None = None) -> n
     return np.clip(samples, -1.0, 1.0, out=samples)
 
 
-def _read_plain_pcm16_wav(path, max_seconds: float | None) -> tuple[int, np.ndarray] | None:
+def _cut(n_frames: int, rate: int, max_seconds: float | None, notes: list[str]) -> int:
+    """The frames to decode: all, or the first max_seconds' worth, noted when that cuts the file."""
+    if max_seconds is None or n_frames <= max_seconds * rate:
+        return n_frames
+    notes.append(f"cut to its first {max_seconds:g} s of {n_frames / rate:.1f} s (max_seconds)")
+    return round(max_seconds * rate)
+
+
+def _read_plain_pcm16_wav(path, max_seconds: float | None,
+                          notes: list[str] | None = None) -> tuple[int, np.ndarray] | None:
     """(sample rate, mono float32 samples) of a whole, ordinary 16-bit PCM WAV file, or None.
 
     The common case (Freesound's and UrbanSound8K's clips) read without libsndfile: parsing the RIFF
@@ -141,14 +159,16 @@ def _read_plain_pcm16_wav(path, max_seconds: float | None) -> tuple[int, np.ndar
             if layout is None:
                 return None
             rate, channels, data_offset, n_frames = layout
-            if max_seconds is not None:
-                n_frames = round(min(n_frames, max_seconds * rate))
+            cut: list[str] = []
+            n_frames = _cut(n_frames, rate, max_seconds, cut)
             frames = np.empty((n_frames, channels), dtype="<i2")
             handle.seek(data_offset)
             if handle.readinto(frames) != frames.nbytes:
                 return None
     except OSError:
         return None  # libsndfile's path reports it
+    if notes is not None:  # only once the fast path succeeds; otherwise libsndfile's path notes it
+        notes.extend(cut)
     samples = np.multiply(frames, np.float32(1 / 32768), dtype=np.float32)
     return rate, _mixed_down(samples, channels)
 
@@ -224,12 +244,12 @@ def _raise_if_unopenable(path) -> None:
         raise AudioError(f"{path}: cannot open ({error.strerror})") from None
 
 
-def _truncation_note(libsndfile_log: str) -> str | None:
+def _truncation_note(libsndfile_log: str, *, prefer_data: bool = False) -> str | None:
     """The line of libsndfile's header log showing the file was cut short, or None."""
-    for line in libsndfile_log.splitlines():
-        if any(note in line for note in _TRUNCATION_NOTES):
-            return line.strip()
-    return None
+    lines = [line.strip() for line in libsndfile_log.splitlines() if any(note in line for note in _TRUNCATION_NOTES)]
+    if prefer_data:  # the data chunk's own line says how much audio is missing, the RIFF line only bytes
+        return next((line for line in lines if line.startswith("data")), lines[0] if lines else None)
+    return lines[0] if lines else None
 
 
 def _read_mono(sound_file: soundfile.SoundFile, n_frames: int, path) -> np.ndarray:

@@ -53,8 +53,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write a whole file or nothing: a crash leaves the old file (or none), never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a kill leaves nothing half-written behind
+        raise
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

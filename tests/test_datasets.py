@@ -127,7 +127,7 @@ def test_missing_audio_file_listed_in_the_csv(name, tmp_path):
     table = pd.read_csv(root / csv_name, dtype=str)
     missing = next(root.rglob(table[fname_column].iloc[_first_row(name, table)]))
     missing.unlink()
-    with pytest.raises(DatasetError, match=rf"{csv_name}: 1 listed audio file\(s\) missing, first: .*{missing.name}"):
+    with pytest.raises(DatasetError, match=rf"{csv_name}: line \d+: listed audio file missing: '.*{missing.name}'"):
         get_dataset(name).index(root)
 
 
@@ -138,7 +138,7 @@ def test_label_not_in_the_vocabulary(name, tmp_path):
     row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
     _edit_csv(root / csv_name, lambda table: table.__setitem__(label_column, table[label_column].where(
         table.index != row, "Theremin")))
-    with pytest.raises(DatasetError, match=rf"{csv_name}: label 'Theremin' at line {row + 2} is not in the vocabulary"):
+    with pytest.raises(DatasetError, match=rf"{csv_name}: line {row + 2}: label not in the vocabulary \(\d+ labels\): 'Theremin'"):
         get_dataset(name).index(root)
 
 
@@ -152,7 +152,7 @@ def test_duplicate_fname(name, tmp_path):
         table.loc[len(table)] = row.iloc[0]
 
     _edit_csv(root / csv_name, duplicate_first_row)
-    with pytest.raises(DatasetError, match=rf"{csv_name}: duplicate fname '.+' at line \d+"):
+    with pytest.raises(DatasetError, match=rf"{csv_name}: line \d+: duplicate fname: '.+'"):
         get_dataset(name).index(root)
 
 
@@ -163,7 +163,7 @@ def test_class_id_that_contradicts_the_class_name(name, id_column, tmp_path):
     row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
     _edit_csv(root / csv_name, lambda table: table.__setitem__(id_column, table[id_column].where(
         table.index != row, "9" if table[id_column].iloc[row] != "9" else "8")))
-    with pytest.raises(DatasetError, match=rf"{id_column} '\d' at line {row + 2} does not match label"):
+    with pytest.raises(DatasetError, match=rf"line {row + 2}: {id_column} does not match its label: {id_column} '\d' for label"):
         get_dataset(name).index(root)
 
 
@@ -174,7 +174,7 @@ def test_fold_outside_the_dataset_folds(name, bad_fold, tmp_path):
     row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
     _edit_csv(root / csv_name, lambda table: table.__setitem__("fold", table["fold"].where(table.index != row,
                                                                                              bad_fold)))
-    with pytest.raises(DatasetError, match=rf"fold '{bad_fold}' at line {row + 2} is not one of 1\.\.(10|5)"):
+    with pytest.raises(DatasetError, match=rf"line {row + 2}: fold not one of 1\.\.(10|5): '{bad_fold}'"):
         get_dataset(name).index(root)
 
 

@@ -182,7 +182,7 @@ def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
     config = tiny_config("mfcc")
     computed = []
     original = cache.decode
-    monkeypatch.setattr(cache, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
+    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: computed.append(Path(path).name) or original(path, cfg, notes))
     build(workspace, config, workers=1)
     assert len(computed) == 12  # every clip once, the 2 undecodable test clips included
     computed.clear()
@@ -206,8 +206,9 @@ def test_several_configs_decode_each_clip_once_and_match_single_builds(tmp_path,
     configs = [tiny_config("logmel"), tiny_config("mfcc"), FeatureConfig(kind="wave", sample_rate=8000)]
     decoded = []
     original = cache.decode
-    monkeypatch.setattr(cache, "decode", lambda path, cfg: decoded.append((Path(path).name, cfg.sample_rate))
-                        or original(path, cfg))
+    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: decoded.append((Path(path).name,
+                                                                                      cfg.sample_rate))
+                        or original(path, cfg, notes))
     together = workspace_with(tmp_path / "together", competition)
     index = get_dataset("demo").index(together.dataset_dir("demo"))
     stores = cache.build_feature_sets(together, "demo", {"train": index.train, "test": index.test},
@@ -356,7 +357,7 @@ def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, compet
                                                                                        dead_pid)
     computed = []
     original = cache.decode
-    monkeypatch.setattr(cache, "decode", lambda path, cfg: computed.append(Path(path).name) or original(path, cfg))
+    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: computed.append(Path(path).name) or original(path, cfg, notes))
     build(resumed, config, workers=1)
     assert len(computed) == len(index.train) - 5 + len(index.test)
     assert cache_files(resumed, config) == cache_files(reference, config)

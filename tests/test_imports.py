@@ -21,13 +21,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "competition"
 # The data flow's layers, earliest first: a module prefix per layer (the longest matching prefix wins).
 LAYERS = (
     ("foundations", ("competition", "competition.errors", "competition.workspace", "competition.config",
-                     "competition.metrics", "competition.audio", "competition.kaggle_client")),
+                     "competition.metrics", "competition.audio", "competition.kaggle_client",
+                     "competition.quiet_start")),
     ("datasets", ("competition.datasets",)),
     ("features", ("competition.features",)),
     ("modeling", ("competition.modeling",)),
     ("submit", ("competition.submit",)),
     ("kaggle", ("competition.kaggle",)),
     ("demo", ("competition.demo_run",)),
+    ("app", ("competition.app",)),
     ("command line", ("competition.__main__",)),
 )
 

@@ -14,6 +14,8 @@ from competition.datasets.spec import (
     Dataset,
     DatasetError,
     Index,
+    Problems,
+    audio_paths,
     check_class_ids,
     check_files,
     check_labels,
@@ -54,12 +56,14 @@ def index_layout(root: Path, dataset: Dataset, *, esc10_only: bool = False) -> I
         table = table[table["esc10"].str.lower() == "true"]
         if table.empty:
             raise DatasetError(f"{csv_path}: no row has esc10 True")
-    check_unique(table, "fname", csv_path)
-    check_labels(table, dataset.labels, csv_path)
-    check_class_ids(table, "target", LABELS, csv_path)  # ESC-10 rows keep ESC-50's ids
-    table["fold"] = predefined_folds(table, 5, csv_path)
-    table["path"] = [str(base / "audio" / f) for f in table["fname"]]
-    check_files(table["path"], csv_path)
+    problems = Problems(csv_path)
+    check_unique(problems, table, "fname")
+    check_labels(problems, table, dataset.labels)
+    check_class_ids(problems, table, "target", LABELS)  # ESC-10 rows keep ESC-50's ids
+    table["fold"] = predefined_folds(problems, table, 5)
+    table["path"] = audio_paths(problems, table, base / "audio")
+    check_files(problems, table)
+    problems.raise_if_any()
     table["manually_verified"] = 1
     return without_test_split(table)
 

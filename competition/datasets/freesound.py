@@ -36,9 +36,13 @@ from competition.datasets.spec import (
     Dataset,
     DatasetError,
     Index,
+    Problems,
+    audio_paths,
     check_files,
+    check_flags,
     check_labels,
     check_unique,
+    missing_files,
     read_csv,
 )
 from competition.workspace import atomic_write_text, replace_dir
@@ -70,18 +74,30 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
     """Kaggle's layout: train.csv + audio_train/, sample_submission.csv + audio_test/."""
     train_csv = root / "train.csv"
     train = read_csv(train_csv, ["fname", "label", "manually_verified"])
-    check_unique(train, "fname", train_csv)
-    check_labels(train, dataset.labels, train_csv)
-    train["path"] = [str(root / "audio_train" / f) for f in train["fname"]]
-    check_files(train["path"], train_csv)
-    train["manually_verified"] = train["manually_verified"].astype(int)
+    problems = Problems(train_csv)
+    check_unique(problems, train, "fname")
+    check_labels(problems, train, dataset.labels)
+    train["manually_verified"] = check_flags(problems, train, "manually_verified")
+    train["path"] = audio_paths(problems, train, root / "audio_train")
+    check_files(problems, train)
     train["fold"] = -1
     test_csv = root / "sample_submission.csv"
     test = read_csv(test_csv, ["fname"])
-    check_unique(test, "fname", test_csv)
-    test["path"] = [str(root / "audio_test" / f) for f in test["fname"]]
-    check_files(test["path"], test_csv)
+    test_problems = Problems(test_csv)
+    check_unique(test_problems, test, "fname")
+    test["path"] = audio_paths(test_problems, test, root / "audio_test")
+    problems.raise_if_any()
+    test_problems.raise_if_any()
+    warn_missing_test_clips(test, test_csv)
     return Index(train[TRAIN_COLUMNS].reset_index(drop=True), test[TEST_COLUMNS].reset_index(drop=True))
+
+
+def warn_missing_test_clips(test: pd.DataFrame, source: Path) -> None:
+    """A listed test clip absent from disk is said, then handled as an undecodable one: a blank input
+    and still its row in the submission (a submission must list every test fname)."""
+    missing = Problems(source)
+    missing.add_rows("listed test clip missing", test, missing_files(test), lambda row: repr(row["path"]))
+    missing.warn_if_any("they get a blank input and still a row in the submission")
 
 
 def download_freesound(dest: Path) -> None:
@@ -159,7 +175,7 @@ def _arrange_kaggle_layout(source: Path, dest: Path) -> None:
             os.symlink(source / name, partial / name)
     for name in AUDIO_DIRS:
         if (source / name).is_dir():
-            os.symlink(source / name, partial / name, target_is_directory=True)
+            os.symlink(_audio_folder(source / name), partial / name, target_is_directory=True)
         elif (source / f"{name}.zip").is_file():
             _unpack_audio_zip(source / f"{name}.zip", partial)
         else:
@@ -184,14 +200,39 @@ def _arrange_zenodo_layout(source: Path, dest: Path) -> None:
     _put_in_place(partial, dest, source)
 
 
+def _audio_folder(folder: Path) -> Path:
+    """The folder that holds the clips: `audio_train/` itself, or the `audio_train/audio_train/` some
+    copies have (Kaggle's unpacked archive as mounted in some kernels) when the outer one holds no file."""
+    inner = folder / folder.name
+    if inner.is_dir() and not any(path.is_file() for path in folder.iterdir()):
+        return inner
+    return folder
+
+
+# Members of an audio zip that are never clips: macOS resource forks and folder metadata.
+_SKIPPED_MEMBERS = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+
+
 def _unpack_audio_zip(audio_zip: Path, dest: Path) -> None:
-    """`audio_train.zip` -> `dest/audio_train/`, whether its members sit in that folder or at its top."""
+    """`audio_train.zip` -> `dest/audio_train/<fname>`: a member inside an `audio_train/` folder (at the
+    zip's top or one deeper) loses that folder, one at the top stays as it is, so the clips land
+    where the CSV expects them whatever stray members (a readme, __MACOSX/) the zip also holds."""
     folder = audio_zip.stem
+    target = dest / folder
     try:
         with zipfile.ZipFile(audio_zip) as audio:
-            members = [m for m in audio.namelist() if not m.endswith("/")]
-            in_folder = all(PurePosixPath(m).parts[0] == folder for m in members)
-            audio.extractall(dest if in_folder else dest / folder)
+            for member in audio.infolist():
+                if member.is_dir() or any(part in member.filename for part in _SKIPPED_MEMBERS):
+                    continue
+                parts = PurePosixPath(member.filename).parts
+                if ".." in parts or PurePosixPath(member.filename).is_absolute():
+                    raise DatasetError(f"{audio_zip}: member {member.filename!r} points outside the archive")
+                while len(parts) > 1 and parts[0] == folder:  # audio_train/x.wav, audio_train/audio_train/x.wav
+                    parts = parts[1:]
+                path = target.joinpath(*parts)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with audio.open(member) as source, open(path, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
     except zipfile.BadZipFile as error:
         raise DatasetError(f"{audio_zip}: not a readable zip archive ({error})") from None
 

@@ -13,6 +13,7 @@ Each source (freesound.py, urbansound8k.py, esc50.py, demo.py) holds its labels,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,26 +76,100 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def check_unique(table: pd.DataFrame, column: str, source: Path) -> None:
-    duplicated = table[column][table[column].duplicated()]
-    if len(duplicated):
-        row = duplicated.index[0] + 2  # 1-based, after the header line
-        raise DatasetError(f"{source}: duplicate {column} {duplicated.iloc[0]!r} at line {row}")
+# Problems of one kind shown by name and line before "... and N more": a whole file's worth of
+# mistakes stays readable, and the count says how many there are.
+SHOWN_PER_KIND = 8
 
 
-def check_labels(table: pd.DataFrame, labels: tuple[str, ...], source: Path) -> None:
-    unknown = ~table["label"].isin(labels)
-    if unknown.any():
-        row = unknown.idxmax()  # the CSV's own row number, also in a filtered table
-        raise DatasetError(f"{source}: label {table['label'].loc[row]!r} at line {row + 2} "
-                           f"is not in the vocabulary ({len(labels)} labels)")
+class Problems:
+    """Every problem found in one file, collected so that one run names them all, grouped by kind."""
+
+    def __init__(self, source: Path):
+        self.source = source
+        self.by_kind: dict[str, list[tuple[int | None, str]]] = {}
+
+    def add(self, kind: str, line: int | None, detail: str) -> None:
+        self.by_kind.setdefault(kind, []).append((line, detail))
+
+    def add_rows(self, kind: str, table: pd.DataFrame, rows: pd.Series, describe) -> None:
+        """One problem per row of `table` where `rows` is True; `describe(row)` says what is wrong."""
+        for index in table.index[rows.to_numpy()]:
+            self.add(kind, line_of(index), describe(table.loc[index]))
+
+    def __bool__(self) -> bool:
+        return bool(self.by_kind)
+
+    def report(self, what: str = "problem") -> str:
+        """One line for one problem; else a count, then a line per kind with its lines and details."""
+        count = sum(len(items) for items in self.by_kind.values())
+        if count == 1:
+            ((kind, [(line, detail)]),) = self.by_kind.items()
+            return f"{self.source}: {_at(line)}{kind}: {detail}"
+        lines = [f"{self.source}: {count} {what}s"]
+        for kind, items in self.by_kind.items():
+            shown = "; ".join(f"{_at(line)}{detail}" for line, detail in items[:SHOWN_PER_KIND])
+            more = f"; ... and {len(items) - SHOWN_PER_KIND} more" if len(items) > SHOWN_PER_KIND else ""
+            lines.append(f"  {kind} ({len(items)}): {shown}{more}")
+        return "\n".join(lines)
+
+    def raise_if_any(self) -> None:
+        if self:
+            raise DatasetError(self.report())
+
+    def warn_if_any(self, consequence: str) -> None:
+        if self:
+            print(f"warning: {self.report('warning')}\n  {consequence}", file=sys.stderr)
 
 
-def check_files(paths: pd.Series, source: Path) -> None:
-    exists = paths.map(lambda p: Path(p).is_file())
-    if not exists.all():
-        missing = paths[~exists]
-        raise DatasetError(f"{source}: {len(missing)} listed audio file(s) missing, first: {missing.iloc[0]}")
+def _at(line: int | None) -> str:
+    return f"line {line}: " if line is not None else ""
+
+
+def line_of(index) -> int:
+    """The CSV line of a row read by read_csv: 1-based, after the header (also in a filtered table)."""
+    return int(index) + 2
+
+
+def check_unique(problems: Problems, table: pd.DataFrame, column: str) -> None:
+    problems.add_rows(f"duplicate {column}", table, table[column].duplicated(), lambda row: repr(row[column]))
+
+
+def check_labels(problems: Problems, table: pd.DataFrame, labels: tuple[str, ...]) -> None:
+    problems.add_rows(f"label not in the vocabulary ({len(labels)} labels)", table, ~table["label"].isin(labels),
+                      lambda row: repr(row["label"]))
+
+
+def check_flags(problems: Problems, table: pd.DataFrame, column: str) -> pd.Series:
+    """A 0/1 column as integers; any other value (yes, empty, 2, ...) is a problem."""
+    valid = table[column].isin(["0", "1"])
+    problems.add_rows(f"{column} not 0 or 1", table, ~valid, lambda row: repr(row[column]))
+    return table[column].where(valid, "0").astype(int)
+
+
+def is_plain_name(fname: str) -> bool:
+    """A file name with no folder part: what every layout's CSVs list, and nothing that could
+    point outside the audio folder (an absolute path, `..`, a separator)."""
+    return (bool(fname) and fname not in (".", "..") and "/" not in fname and "\\" not in fname
+            and "\0" not in fname)
+
+
+def audio_paths(problems: Problems, table: pd.DataFrame, folder: Path) -> list[str]:
+    """Each row's file inside `folder`; an fname that is not a plain file name is a problem (its path
+    is left empty, so nothing outside the dataset is ever read)."""
+    plain = table["fname"].map(is_plain_name)
+    problems.add_rows("fname not a plain file name inside its audio folder", table, ~plain,
+                      lambda row: repr(row["fname"]))
+    return [str(folder / fname) if ok else "" for fname, ok in zip(table["fname"], plain)]
+
+
+def missing_files(table: pd.DataFrame) -> pd.Series:
+    """True for the rows whose `path` is not a file."""
+    return table["path"].map(lambda path: not path or not Path(path).is_file()).astype(bool)
+
+
+def check_files(problems: Problems, table: pd.DataFrame) -> None:
+    missing = missing_files(table) & (table["path"] != "")  # bad fnames are named already
+    problems.add_rows("listed audio file missing", table, missing, lambda row: repr(row["path"]))
 
 
 def check_counts(dataset: Dataset, index: Index, root: Path) -> None:
@@ -108,18 +183,15 @@ def check_counts(dataset: Dataset, index: Index, root: Path) -> None:
                            f"copy of {dataset.name} has {complete}; the copy is incomplete or not this dataset")
 
 
-def check_readable(paths: list[str], root: Path) -> None:
-    """Read every listed file's header, so a file that is not audio fails now, not mid-training."""
-    from competition.audio import (  # soundfile loads only when files are read
-        AudioError,
-        audio_info,
-    )
+def check_readable(problems: Problems, table: pd.DataFrame) -> None:
+    """Read every listed file's header, so a file that is not audio is named now, not mid-training."""
+    from competition.audio import AudioError, audio_info  # soundfile loads only when files are read
 
-    for path in paths:
+    for path in table["path"]:
         try:
             audio_info(path)
         except AudioError as error:
-            raise DatasetError(f"{root}: a listed audio file is unreadable: {error}") from None
+            problems.add("unreadable audio file", None, str(error))  # the message names the file
 
 
 def locate_top_folder(root: Path, csv_relative: str, archive_folder: str) -> Path:
@@ -132,27 +204,21 @@ def locate_top_folder(root: Path, csv_relative: str, archive_folder: str) -> Pat
                        f"point FROM at the folder that holds {csv_relative} or {archive_folder}/")
 
 
-def check_class_ids(table: pd.DataFrame, id_column: str, labels: tuple[str, ...], source: Path) -> None:
+def check_class_ids(problems: Problems, table: pd.DataFrame, id_column: str, labels: tuple[str, ...]) -> None:
     """The CSV's numeric class column must agree with its name column (a shifted or edited CSV)."""
     expected = table["label"].map({label: str(i) for i, label in enumerate(labels)})
-    wrong = table[id_column] != expected
-    if wrong.any():
-        row = wrong.idxmax()
-        raise DatasetError(f"{source}: {id_column} {table[id_column].loc[row]!r} at line {row + 2} does not "
-                           f"match label {table['label'].loc[row]!r} (expected {expected.loc[row]})")
+    problems.add_rows(f"{id_column} does not match its label", table,
+                      (table[id_column] != expected) & table["label"].isin(labels),
+                      lambda row: f"{id_column} {row[id_column]!r} for label {row['label']!r} "
+                                  f"(expected {labels.index(row['label'])})")
 
 
-def predefined_folds(table: pd.DataFrame, n_folds: int, source: Path) -> pd.Series:
+def predefined_folds(problems: Problems, table: pd.DataFrame, n_folds: int) -> pd.Series:
     """The dataset's own fold numbers (1..n_folds), kept as they are."""
     valid = table["fold"].isin([str(k) for k in range(1, n_folds + 1)])
-    if not valid.all():
-        row = (~valid).idxmax()
-        raise DatasetError(f"{source}: fold {table['fold'].loc[row]!r} at line {row + 2} is not one of "
-                           f"1..{n_folds}")
-    return table["fold"].astype(int)
+    problems.add_rows(f"fold not one of 1..{n_folds}", table, ~valid, lambda row: repr(row["fold"]))
+    return table["fold"].where(valid, "1").astype(int)
 
 
 def without_test_split(train: pd.DataFrame) -> Index:
     return Index(train[TRAIN_COLUMNS].reset_index(drop=True), pd.DataFrame(columns=TEST_COLUMNS))
-
-

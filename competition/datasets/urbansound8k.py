@@ -14,6 +14,8 @@ from competition.datasets.spec import (
     Dataset,
     DatasetError,
     Index,
+    Problems,
+    audio_paths,
     check_class_ids,
     check_files,
     check_labels,
@@ -42,10 +44,12 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
     csv_path = base / "metadata" / "UrbanSound8K.csv"
     table = read_csv(csv_path, ["slice_file_name", "fold", "classID", "class"])
     table = table.rename(columns={"slice_file_name": "fname", "class": "label"})
-    check_unique(table, "fname", csv_path)
-    check_labels(table, dataset.labels, csv_path)
-    check_class_ids(table, "classID", dataset.labels, csv_path)
-    table["fold"] = predefined_folds(table, 10, csv_path)
+    problems = Problems(csv_path)
+    check_unique(problems, table, "fname")
+    check_labels(problems, table, dataset.labels)
+    check_class_ids(problems, table, "classID", dataset.labels)
+    table["fold"] = predefined_folds(problems, table, 10)
+    problems.raise_if_any()
     folds = sorted(table["fold"].unique())
     present = [k for k in folds if (base / "audio" / f"fold{k}").is_dir()]
     absent = [k for k in folds if k not in present]
@@ -56,8 +60,11 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
         print(f"{dataset.name}: audio of fold(s) {', '.join(map(str, absent))} absent (no "
               f"{base / 'audio'}/fold<N>/); using fold(s) {', '.join(map(str, present))}", file=sys.stderr)
         table = table[table["fold"].isin(present)]
-    table["path"] = [str(base / "audio" / f"fold{k}" / f) for k, f in zip(table["fold"], table["fname"])]
-    check_files(table["path"], csv_path)
+    plain = audio_paths(problems, table, base / "audio")
+    table["path"] = [str(base / "audio" / f"fold{k}" / f) if path else ""
+                     for k, f, path in zip(table["fold"], table["fname"], plain)]
+    check_files(problems, table)
+    problems.raise_if_any()
     table["manually_verified"] = 1
     return without_test_split(table)
 

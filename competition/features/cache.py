@@ -5,8 +5,10 @@ that change the output (`FeatureConfig.output_params`):
 
     params.json                 the parameters
     <split>/frames.npy          all clips of a split packed end to end, float16 (frames, bins), memory-mappable
-    <split>/index.csv           fname, start, length (rows of frames.npy), failed (1 = blank input)
+    <split>/index.csv           fname, start, length (rows of frames.npy), failed (1 = blank input), crc
     <split>/failures.json       {fname: why it could not be decoded} for the failed clips
+    <split>/notes.json          {fname: what to know about its decoding} (cut, shorter than its header)
+    <split>/integrity.json      what the split's files were when written (store.py checks them)
     <split>/manifest.json       {fname: source size+mtime} the pack was built from (a warm rerun compares only this)
     train/stats.npz             per-bin mean and std over all train frames (input normalisation)
     clips/<split>/*.records     while a build runs: the clips computed so far, one file per worker
@@ -19,8 +21,10 @@ takes every clip still current from the packed split and the whole records, comp
 repacks (each split moved into place at once), giving byte for byte the cache an uninterrupted run
 gives; then the record files are deleted. Packing streams clip by clip into a memory-mapped file, so
 memory does not grow with the dataset.
-A clip that cannot be decoded is an error in the train split; in the test split it gets a blank
-(silent) input, is listed in a warning, and still gets a row in the submission.
+A clip that cannot be decoded (or whose features are not finite) is an error in the train split; in
+the test split it gets a blank (silent) input, is listed in a warning, and still gets a row in the
+submission. Every split is checked when opened (sizes, shape, small files); with `verify` (training,
+`make features --verify`) every clip's CRC too. A damaged split is named and rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import re
 import shutil
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +51,21 @@ from competition.features.records import (
     close_record_files,
     read_records,
 )
-from competition.features.store import FeatureStore, failure_reasons
+from competition.features.store import (
+    INTEGRITY,
+    CacheDamaged,
+    FeatureStore,
+    check_integrity,
+    decoding_notes,
+    failure_reasons,
+    file_crc,
+    npy_header,
+    verify_clips,
+)
 from competition.features.workers import available_cores, prepare_worker
 from competition.workspace import Workspace, atomic_write_text, replace_dir
 
+MISSING_SIGNATURE = "0-missing"
 # Values converted to float64 at a time for the input statistics (1 MB).
 STATS_CHUNK_VALUES = 1 << 17
 
@@ -59,7 +75,12 @@ class FeatureError(KitError, RuntimeError):
 
 
 def source_signature(path: str) -> str:
-    stat = os.stat(path)
+    """Size and modification time: what a warm rerun compares. A missing file (a test clip the
+    dataset lists but lacks) has its own signature, so it is computed again once it appears."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return MISSING_SIGNATURE
     return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
@@ -73,19 +94,25 @@ def _compute_clip(job: tuple) -> list[tuple[Path, str, ClipRecord]]:
     from competition.audio import AudioError
 
     fname, source, signature, targets, owner = job
-    decoded: dict[tuple, tuple[np.ndarray | None, str | None]] = {}
+    decoded: dict[tuple, tuple[np.ndarray | None, str, list[str]]] = {}
     written = []
     for clips_dir, params in targets:
         config = FeatureConfig(**params)
         decoding = (config.sample_rate, config.max_seconds)
         if decoding not in decoded:
+            notes: list[str] = []
             try:
-                decoded[decoding] = (decode(source, config), None)
+                decoded[decoding] = (decode(source, config, notes), "", notes)
             except AudioError as problem:
-                decoded[decoding] = (None, str(problem))
-        signal_, error = decoded[decoding]
+                decoded[decoding] = (None, str(problem), notes)
+        signal_, error, notes = decoded[decoding]
         features = blank_features(config) if error else compute_features(signal_, config)
-        written.append((clips_dir, fname, append_record(clips_dir, owner, fname, signature, features, error or "")))
+        if not error and not np.isfinite(features.astype(np.float16)).all():
+            # Never cache what training cannot use: the clip is handled as one that cannot be decoded.
+            error = f"{source}: features are not finite (NaN or inf) in float16"
+            features = blank_features(config)
+        written.append((clips_dir, fname, append_record(clips_dir, owner, fname, signature, features, error,
+                                                        "\n".join(f"{source}: {note}" for note in notes))))
     return written
 
 
@@ -101,7 +128,8 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], found:
         targets = [(clips_dir, config.__dict__) for clips_dir, config in caches.items()
                    if fname not in found[clips_dir]]
         if targets:
-            jobs.append((int(signatures[fname].split("-")[0]), (fname, source, signatures[fname], targets, owner)))
+            size = int(signatures[fname].split("-")[0])
+            jobs.append((size, (fname, source, signatures[fname], targets, owner)))
     # Longest first (file size, the signature's first part, stands for length), so no long clip is
     # left alone on one core at the end.
     jobs = [job for _, job in sorted(jobs, key=lambda sized: -sized[0])]
@@ -144,16 +172,21 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], found:
 
 def _packed_clips(split_dir: Path, signatures: dict[str, str]) -> dict[str, ClipRecord]:
     """The clips of an earlier packed split (from a build before some audio changed) still current."""
-    if not (split_dir / "failures.json").exists():
+    if not _has_current_layout(split_dir):
         return {}
+    try:
+        check_integrity(split_dir)
+    except CacheDamaged:
+        return {}  # nothing of a damaged pack is reused
     manifest = json.loads((split_dir / "manifest.json").read_text())
     failures = json.loads((split_dir / "failures.json").read_text())
+    notes = json.loads((split_dir / "notes.json").read_text())
     index = pd.read_csv(split_dir / "index.csv", dtype={"fname": str})
-    (_, bins), _, _, data_offset = _npy_header(split_dir / "frames.npy")
+    (_, bins), _, _, data_offset = npy_header(split_dir / "frames.npy")
     frames_path = str(split_dir / "frames.npy")
     return {fname: ClipRecord(frames_path, data_offset + 2 * bins * int(start), int(length), bins,
-                              failures.get(fname, ""))
-            for fname, start, length in zip(index["fname"], index["start"], index["length"])
+                              failures.get(fname, ""), notes.get(fname, ""), int(crc))
+            for fname, start, length, crc in zip(index["fname"], index["start"], index["length"], index["crc"])
             if signatures.get(fname) == manifest.get(fname)}
 
 
@@ -166,16 +199,6 @@ def cached_clips(split_dir: Path, clips_dir: Path, signatures: dict[str, str]) -
             if signatures.get(fname) == signature:
                 found[fname] = record
     return found
-
-
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-    """(shape, dtype, fortran_order, offset of the data) from a .npy header, without reading the data."""
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(handle)
-        return shape, dtype, fortran_order, handle.tell()
 
 
 def _bin_stats(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,21 +233,46 @@ def pack_split(table: pd.DataFrame, records: dict[str, ClipRecord], split_dir: P
     tmp_dir = split_dir.with_name(f".{split_dir.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
+    try:
+        _write_pack(table, clips, lengths, starts, bins, tmp_dir, split_dir, signatures, with_stats=with_stats)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # a full disk leaves no half-written pack behind
+        raise
+    replace_dir(tmp_dir, split_dir)
+
+
+def _write_pack(table: pd.DataFrame, clips: list[ClipRecord], lengths: np.ndarray, starts: np.ndarray, bins: int,
+                tmp_dir: Path, split_dir: Path, signatures: dict[str, str], *, with_stats: bool) -> None:
     frames = np.lib.format.open_memmap(tmp_dir / "frames.npy", mode="w+", dtype=np.float16,
                                        shape=(int(lengths.sum()), bins))
-    for clip, start, length in zip(clips, starts, lengths):
-        frames[start:start + length] = clip.read()
+    crcs = []
+    for fname, clip, start, length in zip(table["fname"], clips, starts, lengths):
+        data = clip.read()
+        crc = zlib.crc32(data.data)
+        if clip.crc is not None and crc != clip.crc:
+            shutil.rmtree(split_dir, ignore_errors=True)  # the earlier pack it came from: rebuilt next time
+            raise FeatureError(f"{clip.path}: clip {fname!r} differs from what was written (CRC-32); the damaged "
+                               f"pack {split_dir} was removed, run the step again to rebuild it")
+        frames[start:start + length] = data
+        crcs.append(crc)
     if with_stats:
         mean, std = _bin_stats(frames)
         _save_npz_reproducibly(tmp_dir / "stats.npz", mean=mean.astype(np.float32), std=std.astype(np.float32))
     frames.flush()
     del frames
     pd.DataFrame({"fname": table["fname"].to_numpy(), "start": starts, "length": lengths,
-                  "failed": [int(bool(clip.error)) for clip in clips]}).to_csv(tmp_dir / "index.csv", index=False)
+                  "failed": [int(bool(clip.error)) for clip in clips], "crc": crcs}
+                 ).to_csv(tmp_dir / "index.csv", index=False)
     failures = {f: clip.error for f, clip in zip(table["fname"], clips) if clip.error}
     (tmp_dir / "failures.json").write_text(json.dumps(failures, indent=1, sort_keys=True))
+    notes = {f: clip.notes for f, clip in zip(table["fname"], clips) if clip.notes}
+    (tmp_dir / "notes.json").write_text(json.dumps(notes, indent=1, sort_keys=True))
     (tmp_dir / "manifest.json").write_text(json.dumps(signatures, sort_keys=True))
-    replace_dir(tmp_dir, split_dir)
+    # What training reads besides frames.npy (the JSON files name paths, so differ between workspaces).
+    small_files = ["index.csv"] + (["stats.npz"] if with_stats else [])
+    integrity = {"frames_bytes": (tmp_dir / "frames.npy").stat().st_size, "rows": int(lengths.sum()), "bins": bins,
+                 "crc": {name: file_crc(tmp_dir / name) for name in small_files}}
+    (tmp_dir / INTEGRITY).write_text(json.dumps(integrity, indent=1, sort_keys=True))
 
 
 def _pid_is_running(pid: int) -> bool:
@@ -263,17 +311,19 @@ def _remove_packed_records(clips_dir: Path) -> None:
 
 
 def build_features(workspace: Workspace, dataset: str, splits: dict[str, pd.DataFrame],
-                   config: FeatureConfig, *, workers: int | None = None) -> dict[str, FeatureStore]:
-    """Make sure every split's cache is complete and current; return the opened stores."""
-    return build_feature_sets(workspace, dataset, splits, [config], workers=workers)[config.key]
+                   config: FeatureConfig, *, workers: int | None = None, verify: bool = False
+                   ) -> dict[str, FeatureStore]:
+    """Make sure every split's cache is complete, current and undamaged; return the opened stores."""
+    return build_feature_sets(workspace, dataset, splits, [config], workers=workers, verify=verify)[config.key]
 
 
 def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.DataFrame],
-                       configs: list[FeatureConfig], *, workers: int | None = None
+                       configs: list[FeatureConfig], *, workers: int | None = None, verify: bool = False
                        ) -> dict[str, dict[str, FeatureStore]]:
     """The caches of several feature configs in one pass, each clip decoded once for all of them
     (`make features` with a log-mel and an MFCC experiment decodes the audio once, not twice).
-    Returns {config.key: {split: store}}."""
+    With `verify`, every clip of a current cache is checked against its CRC. Returns
+    {config.key: {split: store}}."""
     configs = list({config.key: config for config in configs}.values())
     workers = workers or available_cores()
     roots = {config.key: cache_dir(workspace, dataset, config) for config in configs}
@@ -282,10 +332,13 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
         if not params.exists():
             atomic_write_text(params, json.dumps(config.output_params(), indent=1, sort_keys=True))
     stores: dict[str, dict[str, FeatureStore]] = {config.key: {} for config in configs}
-    for split, table in splits.items():
-        if table.empty:
+    for split in ("train", *[name for name in splits if name != "train"]):  # train first: its stats serve all
+        table = splits.get(split)
+        if table is None or table.empty:
             continue
         signatures = {f: source_signature(p) for f, p in zip(table["fname"], table["path"])}
+        for config in configs:
+            _discard_if_damaged(roots[config.key] / split, signatures, verify)
         stale = [config for config in configs if not _pack_is_current(roots[config.key] / split, signatures)]
         if stale:
             for config in stale:
@@ -298,15 +351,37 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
             clips_dir = roots[config.key] / "clips" / split
             if clips_dir.is_dir():
                 _remove_packed_records(clips_dir)
-        failed = {}
+        failed, notes = {}, {}
         for config in configs:
             store = stores[config.key][split] = FeatureStore.open(roots[config.key] / split)
             failed.update(failure_reasons(store))
+            notes.update(decoding_notes(store))
         if failed:
             listing = "\n".join(f"  {error}" for error in failed.values())
             print(f"warning: {len(failed)} {split} clip(s) could not be decoded; they get a blank input "
                   f"and still a row in the submission:\n{listing}", file=sys.stderr)
+        if notes:
+            lines = [line for text in notes.values() for line in text.splitlines()]
+            listing = "\n".join(f"  {line}" for line in lines[:NOTES_SHOWN])
+            more = f"\n  ... and {len(lines) - NOTES_SHOWN} more" if len(lines) > NOTES_SHOWN else ""
+            print(f"note: {len(notes)} {split} clip(s) were not decoded whole:\n{listing}{more}", file=sys.stderr)
     return stores
+
+
+NOTES_SHOWN = 20  # decoding notes listed by name; the rest are counted
+
+
+def _discard_if_damaged(split_dir: Path, signatures: dict[str, str], verify: bool) -> None:
+    """A current pack that fails its checks is said and removed, so it is computed again."""
+    if not _pack_is_current(split_dir, signatures):
+        return
+    try:
+        check_integrity(split_dir)
+        if verify:
+            verify_clips(split_dir)
+    except CacheDamaged as damage:
+        print(f"warning: damaged feature cache, rebuilding it: {damage}", file=sys.stderr)
+        shutil.rmtree(split_dir)
 
 
 # Tries at computing and packing a split: another build of the same cache running beside this one
@@ -339,8 +414,10 @@ def _compute_and_pack(table: pd.DataFrame, split: str, caches: dict[Path, Featur
                 raise
 
 
+def _has_current_layout(split_dir: Path) -> bool:
+    # A pack without these is from one of the kit's earlier cache layouts: rebuilt once.
+    return all((split_dir / name).exists() for name in ("failures.json", "notes.json", INTEGRITY, "manifest.json"))
+
+
 def _pack_is_current(split_dir: Path, signatures: dict[str, str]) -> bool:
-    manifest = split_dir / "manifest.json"
-    # A pack without failures.json is from the kit's earlier cache layout: rebuilt once.
-    return ((split_dir / "failures.json").exists() and manifest.exists()
-            and json.loads(manifest.read_text()) == signatures)
+    return _has_current_layout(split_dir) and json.loads((split_dir / "manifest.json").read_text()) == signatures

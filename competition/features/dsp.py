@@ -105,12 +105,13 @@ def blank_features(config: FeatureConfig) -> np.ndarray:
     return compute_features(np.zeros(0, np.float32), config)
 
 
-def decode(path: str | Path, config: FeatureConfig) -> np.ndarray:
-    """The signal features are computed from: mono float32 at config.sample_rate, at most max_seconds."""
+def decode(path: str | Path, config: FeatureConfig, notes: list[str] | None = None) -> np.ndarray:
+    """The signal features are computed from: mono float32 at config.sample_rate, at most max_seconds
+    (what was cut or missing appended to `notes`)."""
     from competition.audio import load_audio
 
-    return load_audio(path, config.sample_rate, max_seconds=config.max_seconds)
+    return load_audio(path, config.sample_rate, max_seconds=config.max_seconds, notes=notes)
 
 
-def features_of_file(path: str | Path, config: FeatureConfig) -> np.ndarray:
-    return compute_features(decode(path, config), config)
+def features_of_file(path: str | Path, config: FeatureConfig, notes: list[str] | None = None) -> np.ndarray:
+    return compute_features(decode(path, config, notes), config)

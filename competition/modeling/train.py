@@ -25,6 +25,7 @@ import pandas as pd
 from competition.config import Experiment, config_hash
 from competition.datasets.folds import load_or_make_folds
 from competition.datasets.spec import Dataset, Index
+from competition.errors import KitError
 from competition.features.cache import build_features
 from competition.features.store import FeatureStore
 from competition.metrics import score
@@ -39,6 +40,16 @@ from competition.workspace import Workspace, atomic_write_text
 
 PREFETCH_BATCHES = 2
 WARMUP_EPOCHS = 2
+
+
+class TrainingError(KitError, RuntimeError):
+    """A fold cannot go on (a loss or prediction that is not finite); the message says where."""
+
+
+def check_finite(probs: np.ndarray, what: str) -> None:
+    if not np.isfinite(probs).all():
+        raise TrainingError(f"{what} are not finite (NaN or inf in {int((~np.isfinite(probs)).any(axis=1).sum())} "
+                            "rows); nothing was written from them")
 
 
 def crop_frames(experiment: Experiment) -> int:
@@ -162,6 +173,7 @@ class FoldTrainer:
 
     def validate(self, model, n_crops: int) -> tuple[np.ndarray, float]:
         probs = predict_store(model, self.stores["train"], self.val_rows, self.length, n_crops)
+        check_finite(probs, f"{self.dir}: held-out predictions")
         return probs, score(self.dataset.metric, self.ids[self.val_positions], probs)
 
     def run(self, progress) -> dict:
@@ -201,6 +213,11 @@ class FoldTrainer:
         """Score the held-out fold, keep the best model, checkpoint; `state` records it all."""
         settings = self.experiment.train
         fit_seconds = time.perf_counter() - self._epoch_started
+        if not math.isfinite(loss):
+            # Stop before this epoch is checkpointed: a rerun resumes from the last finite epoch.
+            raise TrainingError(f"{self.dir}: training loss is {loss} at epoch {epoch}; nothing of this epoch was "
+                                "kept. Check the features (make features --verify) and the learning rate, then "
+                                "rerun: the fold resumes from its last checkpoint")
         _, val_score = self.validate(model, n_crops=1)
         record = {"epoch": epoch, "loss": loss, f"val_{self.dataset.metric}": val_score,
                   "learning_rate": self._learning_rate(epoch), "fit_seconds": round(fit_seconds, 2),
@@ -233,8 +250,9 @@ class FoldTrainer:
         if "test" in self.stores:
             test_store = self.stores["test"]
             test_rows = test_store.rows_of(self.test_table["fname"])
-            run.write_fold_predictions(self.fold, "test", self.test_table["fname"],
-                                       predict_store(model, test_store, test_rows, self.length, n_crops))
+            test_probs = predict_store(model, test_store, test_rows, self.length, n_crops)
+            check_finite(test_probs, f"{self.dir}: test predictions")
+            run.write_fold_predictions(self.fold, "test", self.test_table["fname"], test_probs)
         os.replace(self.dir / BEST_MODEL, run.model_path(self.fold))
         run.write_history(self.fold, state["history"])
         kept_epoch = state["best_epoch"] if self.experiment.train.keep_epoch == "best" else state["epoch"]
@@ -299,7 +317,9 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
     tf.config.experimental.enable_op_determinism()
     run = Run(run_dir_for(workspace, dataset, experiment, run_name))
     run.claim(run_record(experiment, dataset, base_model))
-    stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features)
+    # Every clip checked against its CRC before anything is trained on it.
+    stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features,
+                            verify=True)
     folds = load_or_make_folds(workspace, dataset, index.train, experiment.folds.k, experiment.folds.seed)
     fold_ids = sorted(folds.unique()) if only_folds is None else only_folds
     todo = [f for f in fold_ids if not run.fold_is_done(int(f))]

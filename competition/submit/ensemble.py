@@ -50,10 +50,23 @@ def fit_blend_weights(members: Sequence[np.ndarray], true_ids: np.ndarray) -> np
     return weights / weights.sum()
 
 
+def check_probabilities(probs: np.ndarray, source: Path) -> None:
+    """Blend only what is a probability per class: finite, in [0, 1], each row summing to 1."""
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        raise EnsembleError(f"{source}: {int(bad.sum())} row(s) are not finite (NaN or inf), first row "
+                            f"{int(np.flatnonzero(bad)[0])}; retrain the run (make train)")
+    if len(probs) and ((probs < 0).any() or (probs > 1).any()
+                       or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)):
+        raise EnsembleError(f"{source}: rows are not class probabilities (outside [0, 1] or not summing to 1)")
+
+
 def load_run(run_dir: Path) -> dict:
     """A finished run's config, scores, OOF (with true class ids) and test predictions."""
     run = Run(run_dir)
     oof, test = run.predictions("oof"), run.predictions("test")
+    for split, predictions in (("oof", oof), ("test", test)):
+        check_probabilities(predictions.probs, run.dir / f"{split}.npz")
     return {"dir": run.dir, "config": run.config(), "scores": run.scores(), "oof_fnames": oof.fnames,
             "oof": oof.probs, "true_ids": oof.true_ids, "test_fnames": test.fnames, "test": test.probs}
 

@@ -7,6 +7,7 @@ including clips that are empty or could not be decoded (they are predicted from 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,8 +33,11 @@ def format_rows(fnames: Sequence[str], scores: np.ndarray, labels: Sequence[str]
 def write_submission(path: Path, fnames: Sequence[str], scores: np.ndarray, labels: Sequence[str]) -> Path:
     if len(fnames) != len(scores):
         raise SubmissionError(f"{path}: {len(fnames)} fnames but {len(scores)} score rows")
-    lines = [",".join(HEADER)] + [f"{fname},{tags}" for fname, tags in format_rows(fnames, scores, labels)]
-    atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # quotes an fname holding a comma or a quote
+    writer.writerow(HEADER)
+    writer.writerows(format_rows(fnames, scores, labels))
+    atomic_write_text(Path(path), buffer.getvalue())
     return Path(path)
 
 
@@ -55,6 +59,35 @@ def read_record(csv_path: Path) -> dict:
         return json.loads(path.read_text())
     except ValueError as error:
         raise SubmissionError(f"{path}: not a blend record from `make ensemble` ({error})") from None
+
+
+def validate_record(csv_path: Path, runs_dir: Path) -> list[str]:
+    """Check the blend record beside a CSV, when there is one: each member run found under `runs_dir`
+    has finite test probabilities for exactly the CSV's fnames. Returns notes on what could not be
+    checked; raises SubmissionError for what is wrong."""
+    from competition.modeling.runs import Run, RunError
+
+    if not record_path(csv_path).is_file():
+        return [f"{record_path(csv_path).name} not found beside the CSV: its members were not checked"]
+    record = read_record(csv_path)
+    fnames = {row[0] for row in read_submission(csv_path)[1:] if row}
+    notes = []
+    for member in record.get("members", []):
+        run = Run(Path(runs_dir) / member["run"])
+        if not run.exists():
+            notes.append(f"member run {member['run']} not under {runs_dir}: not checked")
+            continue
+        try:
+            test = run.predictions("test")
+        except RunError as error:
+            raise SubmissionError(f"{record_path(csv_path)}: member {member['run']}: {error}") from None
+        if not np.isfinite(test.probs).all():
+            raise SubmissionError(f"{run.dir}/test.npz: predictions are not finite (NaN or inf); the blend "
+                                  f"{csv_path} is not to be trusted: retrain the run")
+        if set(test.fnames) != fnames:
+            raise SubmissionError(f"{run.dir}/test.npz: its {len(test.fnames)} test fnames are not the CSV's "
+                                  f"{len(fnames)}; {csv_path} was not blended from this run")
+    return notes
 
 
 def read_submission(path: Path) -> list[list[str]]:
