@@ -73,7 +73,7 @@ def print_report(report: dict) -> None:
     for run, scores in report["runs"].items():
         folds = "  ".join(f"fold {k}: {v:.4f}" for k, v in scores["folds"].items())
         print(f"{run}: OOF {scores['metric']} per fold  {folds}  overall {scores['oof']:.4f}")
-    print(f"blend (geometric mean, OOF-fitted weights): OOF MAP@3 {report['blend_cv']:.4f}")
+    print(f"blend (geometric mean, OOF-fitted weights, scored out of fold): OOF MAP@3 {report['blend_cv']:.4f}")
     print(f"test MAP@3 against the demo ground truth: public {report['test'].get('public', float('nan')):.4f}  "
           f"private {report['test'].get('private', float('nan')):.4f}")
     print(f"submission: {report['submission']}")

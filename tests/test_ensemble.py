@@ -62,6 +62,11 @@ def write_run(root, name, index, labels, oof, test, cv):
     ids = index.train["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
     run.write_predictions("oof", index.train["fname"], oof, true_ids=ids)
     run.write_predictions("test", index.test["fname"], test)
+    for fold in (0, 1):  # the saved folds: every other clip
+        rows = np.arange(len(index.train)) % 2 == fold
+        run.fold_dir(fold).mkdir(parents=True, exist_ok=True)
+        run.write_fold_predictions(fold, "oof", index.train["fname"][rows], oof[rows])
+        run.write_fold_done(fold, {"fold": fold, "score": cv})
     return run.dir
 
 
@@ -105,3 +110,35 @@ def test_blend_runs_refuses_runs_on_other_clips(workspace):
     second = write_run(workspace.runs, "b", shifted, labels, uniform[1:], test, 0.1)
     with pytest.raises(EnsembleError, match="clips differ"):
         blend_runs(workspace, [first, second], "x")
+
+
+def test_fitted_weights_are_scored_out_of_fold():
+    """Member a is right on fold 0 and noise on fold 1, member b the other way round: in sample, the
+    weights look fine everywhere; fitted on the other fold, each fold gets the wrong member."""
+    from competition.metrics import map_at_k
+    from competition.submit.ensemble import out_of_fold_blend
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 6, 400)
+    folds = np.arange(400) % 2
+    good = softmax(4.0 * np.eye(6)[ids] + rng.standard_normal((400, 6)))
+    noise = softmax(rng.standard_normal((400, 6)))
+    a = np.where((folds == 0)[:, None], good, noise)
+    b = np.where((folds == 1)[:, None], good, noise)
+    in_sample = map_at_k(ids, geometric_mean([a, b], fit_blend_weights([a, b], ids)))
+    out_of_fold = map_at_k(ids, out_of_fold_blend([a, b], ids, folds))
+    assert out_of_fold < in_sample - 0.2
+
+
+def test_the_blend_record_quotes_the_out_of_fold_score(workspace):
+    from competition.datasets.registry import get_dataset
+
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    labels = list(dataset.labels)
+    rng = np.random.default_rng(0)
+    runs = [write_run(workspace.runs, name, index, labels, softmax(rng.standard_normal((len(index.train), len(labels)))),
+                      softmax(rng.standard_normal((len(index.test), len(labels)))), 0.1) for name in ("r1", "r2")]
+    record = json.loads(blend_runs(workspace, runs, "nested").with_suffix(".json").read_text())
+    assert record["cv_score"] == record["cv_score_fitted_weights"]
+    assert record["cv_score_fitted_weights"] != record["cv_score_fitted_weights_in_sample"]

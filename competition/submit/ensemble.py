@@ -4,6 +4,11 @@ A blend is a weighted geometric mean of the members' class probabilities. Runs s
 folds, so their OOF predictions line up clip for clip and a blend is scored, and its weights are
 fitted, on predictions no member saw in training: the weights minimise the OOF log loss of the
 blend over the simplex (a convex problem for a geometric mean, so the optimum is global).
+
+Weights fitted on the very predictions they are scored on flatter the blend, so the fitted blend's
+CV is scored out of sample: for each fold, weights fitted on the other folds' OOF predictions blend
+the held-out fold's. That score is the record's `cv_score` (what `make submit` quotes); the
+in-sample one is kept beside it (`cv_score_fitted_weights_in_sample`) to show the difference.
 """
 
 from __future__ import annotations
@@ -61,6 +66,29 @@ def check_probabilities(probs: np.ndarray, source: Path) -> None:
         raise EnsembleError(f"{source}: rows are not class probabilities (outside [0, 1] or not summing to 1)")
 
 
+def clip_folds(run_dir: Path, fnames: Sequence[str]) -> np.ndarray:
+    """The fold that held out each clip, from the run's fold predictions."""
+    from competition.modeling.runs import Run
+
+    run = Run(run_dir)
+    fold_of = {fname: fold for fold in run.finished_folds() for fname in run.fold_predictions(fold, "oof").fnames}
+    missing = [fname for fname in fnames if fname not in fold_of]
+    if missing:
+        raise EnsembleError(f"{run.dir}: {len(missing)} clip(s) are in no fold's held-out predictions, first "
+                            f"{missing[0]!r}; the run is incomplete (make train)")
+    return np.array([fold_of[fname] for fname in fnames])
+
+
+def out_of_fold_blend(members: Sequence[np.ndarray], true_ids: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each fold's rows blended with weights fitted on the other folds' rows only."""
+    blend = np.zeros_like(members[0], dtype=np.float32)
+    for fold in np.unique(folds):
+        held = folds == fold
+        weights = fit_blend_weights([m[~held] for m in members], true_ids[~held])
+        blend[held] = geometric_mean([m[held] for m in members], weights)
+    return blend
+
+
 def load_run(run_dir: Path) -> dict:
     """A finished run's config, scores, OOF (with true class ids) and test predictions."""
     run = Run(run_dir)
@@ -92,8 +120,14 @@ def blend_runs(workspace: Workspace, run_dirs: Sequence[Path], name: str, *, wei
     labels = first["config"]["labels"]
     true_ids = first["true_ids"]
     oofs = [r["oof"] for r in runs]
+    folds = clip_folds(first["dir"], first["oof_fnames"])
+    for run in runs[1:]:
+        if not np.array_equal(clip_folds(run["dir"], run["oof_fnames"]), folds):
+            raise EnsembleError(f"{run['dir']}: its folds differ from {first['dir']}'s; blends need the saved folds")
     candidates = {"equal": np.full(len(runs), 1.0 / len(runs)), "fitted": fit_blend_weights(oofs, true_ids)}
     cv = {kind: score(dataset.metric, true_ids, geometric_mean(oofs, w)) for kind, w in candidates.items()}
+    in_sample = cv["fitted"]
+    cv["fitted"] = score(dataset.metric, true_ids, out_of_fold_blend(oofs, true_ids, folds))
     chosen = candidates[weights]
     blend_test = geometric_mean([r["test"] for r in runs], chosen)
     index = dataset.index(workspace.dataset_dir(dataset.name))
@@ -103,6 +137,7 @@ def blend_runs(workspace: Workspace, run_dirs: Sequence[Path], name: str, *, wei
     record = {"name": name, "dataset": dataset.name, "metric": dataset.metric, "cv_score": cv[weights],
               "blend": "geometric_mean", "weights": weights,
               "cv_score_equal_weights": cv["equal"], "cv_score_fitted_weights": cv["fitted"],
+              "cv_score_fitted_weights_in_sample": in_sample,
               "members": [{"run": r["dir"].name, "experiment_hash": r["config"]["hash"],
                            "feature_key": r["config"]["feature_key"], "cv_score": r["scores"]["oof"],
                            "weight": float(w)} for r, w in zip(runs, chosen)]}
