@@ -137,8 +137,9 @@ def test_the_blend_record_quotes_the_out_of_fold_score(workspace):
     index = dataset.index(workspace.dataset_dir("demo"))
     labels = list(dataset.labels)
     rng = np.random.default_rng(0)
-    runs = [write_run(workspace.runs, name, index, labels, softmax(rng.standard_normal((len(index.train), len(labels)))),
-                      softmax(rng.standard_normal((len(index.test), len(labels)))), 0.1) for name in ("r1", "r2")]
+    shape_train, shape_test = (len(index.train), len(labels)), (len(index.test), len(labels))
+    runs = [write_run(workspace.runs, name, index, labels, softmax(rng.standard_normal(shape_train)),
+                      softmax(rng.standard_normal(shape_test)), 0.1) for name in ("r1", "r2")]
     record = json.loads(blend_runs(workspace, runs, "nested").with_suffix(".json").read_text())
     assert record["cv_score"] == record["cv_score_fitted_weights"]
     assert record["cv_score_fitted_weights"] != record["cv_score_fitted_weights_in_sample"]
