@@ -32,7 +32,8 @@ def fake_run(root):
 
 def test_report_files_and_numbers(tmp_path):
     report = write_report(fake_run(tmp_path))
-    assert sorted(p.name for p in report.iterdir()) == ["confusion.png", "cv.csv", "cv.md", "learning_curves.png",
+    assert sorted(p.name for p in report.iterdir()) == ["confused_pairs.csv", "confusion.png", "cv.csv", "cv.md",
+                                                        "learning_curves.png",
                                                         "per_class.csv"]
     for png in ("confusion.png", "learning_curves.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -64,3 +65,53 @@ def test_report_of_an_unfinished_run_says_what_is_missing(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(RunError, match="config.json missing"):
         write_report(tmp_path / "run")
+
+
+def test_the_most_confused_pairs_are_named_worst_first():
+    from competition.modeling.report import worst_confusions
+
+    counts = np.array([[5, 3, 0], [1, 6, 0], [0, 2, 4]])
+    pairs = worst_confusions(counts, LABELS)
+    assert pairs["pair"].tolist() == ["bark / rain", "rain / siren"]
+    assert pairs.iloc[0].tolist() == ["bark / rain", 4, 3, 1]
+
+
+def test_a_blends_report_is_made_from_its_record_and_members(workspace):
+    import json as json_module
+
+    from competition.datasets.registry import get_dataset
+    from competition.submit.blend_report import write_blend_report
+    from competition.submit.ensemble import blend_runs
+
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    labels = list(dataset.labels)
+    ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    runs = []
+    for name, right in (("good", 0.9), ("poor", 0.3)):
+        rng = np.random.default_rng(len(name))
+        hit = rng.random(len(ids)) < right
+        predicted = np.where(hit, ids, (ids + 1) % len(labels))
+        oof = np.full((len(ids), len(labels)), 0.1 / (len(labels) - 1))
+        oof[np.arange(len(ids)), predicted] = 0.9
+        run = Run(workspace.runs / name)
+        run.claim({"dataset": "demo", "labels": labels, "hash": name.rjust(10, "0"), "feature_key": "k"})
+        run.write_scores({"metric": "map@3", "oof": right})
+        run.write_predictions("oof", index.train["fname"], oof, true_ids=ids)
+        run.write_predictions("test", index.test["fname"], np.full((len(index.test), len(labels)), 1 / len(labels)))
+        for fold in (0, 1):
+            rows = np.arange(len(ids)) % 2 == fold
+            run.fold_dir(fold).mkdir(parents=True)
+            run.write_fold_predictions(fold, "oof", index.train["fname"][rows], oof[rows])
+            run.write_fold_done(fold, {"fold": fold, "score": right})
+        runs.append(run.dir)
+    csv_path = blend_runs(workspace, runs, "pair")
+    folder = write_blend_report(csv_path, workspace.runs)
+    assert sorted(p.name for p in folder.iterdir()) == ["confused_pairs.csv", "confusion.png", "members.csv",
+                                                        "per_class.csv", "report.md"]
+    members = pd.read_csv(folder / "members.csv").set_index("member")
+    assert members.loc["good", "accuracy"] > members.loc["poor", "accuracy"]
+    record = json_module.loads(csv_path.with_suffix(".json").read_text())
+    assert members.loc["blend", "map@3"] == pytest.approx(record["cv_score"])  # the report shows what CV scored
+    first_pair = pd.read_csv(folder / "confused_pairs.csv")["pair"][0]
+    assert " / " in first_pair and first_pair in (folder / "report.md").read_text()

@@ -62,7 +62,17 @@ def per_class_table(counts: np.ndarray, labels: list[str]) -> pd.DataFrame:
     })
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def worst_confusions(counts: np.ndarray, labels: list[str], n: int = 10) -> pd.DataFrame:
+    """The class pairs most often taken for each other (either way), by name, worst first."""
+    both_ways = counts + counts.T
+    rows = [{"pair": f"{labels[i]} / {labels[j]}", "confusions": int(both_ways[i, j]),
+             "first as second": int(counts[i, j]), "second as first": int(counts[j, i])}
+            for i in range(len(labels)) for j in range(i + 1, len(labels)) if both_ways[i, j]]
+    rows.sort(key=lambda row: (-row["confusions"], row["pair"]))
+    return pd.DataFrame(rows[:n], columns=["pair", "confusions", "first as second", "second as first"])
+
+
+def markdown(table: pd.DataFrame) -> str:
     """A GitHub-style table (pandas' to_markdown needs the tabulate package)."""
     def cell(value) -> str:
         if value is None or pd.isna(value):
@@ -127,6 +137,7 @@ def write_report(run_dir: Path) -> Path:
     counts = confusion_matrix(oof.true_ids, oof.probs, len(labels))
     per_class = per_class_table(counts, labels)
     atomic_write_text(report_dir / "per_class.csv", per_class.to_csv(index=False))
+    atomic_write_text(report_dir / "confused_pairs.csv", worst_confusions(counts, labels).to_csv(index=False))
     overall = cv.iloc[-1]
     title = f"{run.name}: OOF accuracy {overall['accuracy']:.4f}, MAP@3 {overall['map@3']:.4f}"
     plot_confusion(counts, labels, report_dir / "confusion.png", title)
@@ -134,7 +145,8 @@ def write_report(run_dir: Path) -> Path:
     plot_learning_curves(histories, metric, report_dir / "learning_curves.png", run.name)
     atomic_write_text(report_dir / "cv.md", f"# {run.name}\n\nexperiment `{config['experiment']}` "
                       f"(hash {config['hash']}) on `{config['dataset']}`; the dataset's metric is {metric}.\n\n"
-                      f"## Cross-validation (out-of-fold predictions)\n\n{_markdown(cv)}\n"
-                      f"## Per class\n\n{_markdown(per_class)}\n"
+                      f"## Cross-validation (out-of-fold predictions)\n\n{markdown(cv)}\n"
+                      f"## Per class\n\n{markdown(per_class)}\n"
+                      f"## Most confused pairs\n\n{markdown(worst_confusions(counts, labels))}\n"
                       f"![confusion matrix](confusion.png)\n\n![learning curves](learning_curves.png)\n")
     return report_dir
