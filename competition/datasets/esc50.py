@@ -50,7 +50,7 @@ def index_layout(root: Path, dataset: Dataset, *, esc10_only: bool = False) -> I
     """ESC-50's layout: meta/esc50.csv + audio/<filename>; with esc10_only, the rows marked esc10."""
     base = locate_top_folder(root, "meta/esc50.csv", "ESC-50-master")
     csv_path = base / "meta" / "esc50.csv"
-    table = read_csv(csv_path, ["filename", "fold", "target", "category", "esc10"])
+    table = read_csv(csv_path, ["filename", "fold", "target", "category", "esc10", "src_file"])
     table = table.rename(columns={"filename": "fname", "category": "label"})
     if esc10_only:
         table = table[table["esc10"].str.lower() == "true"]
@@ -65,6 +65,7 @@ def index_layout(root: Path, dataset: Dataset, *, esc10_only: bool = False) -> I
     check_files(problems, table)
     problems.raise_if_any()
     table["manually_verified"] = 1
+    table["source_id"] = table["src_file"]  # the Freesound recording the clip was cut from
     return without_test_split(table)
 
 

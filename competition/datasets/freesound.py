@@ -61,7 +61,9 @@ assert len(LABELS) == 41 and list(LABELS) == sorted(LABELS)
 # Kaggle's sample submission gives every row the same three labels.
 SAMPLE_SUBMISSION_LABELS = "Acoustic_guitar Hi-hat Flute"
 AUDIO_DIRS = ("audio_train", "audio_test")
-KAGGLE_CSVS = ("train.csv", "sample_submission.csv", "test_post_competition.csv")
+KAGGLE_CSVS = ("train.csv", "sample_submission.csv", "test_post_competition.csv", "train_post_competition.csv")
+# Kaggle's post-competition train CSV: train.csv's rows with the Freesound id of each clip's recording.
+TRAIN_SOURCES_CSV = "train_post_competition.csv"
 ZENODO_AUDIO_DIRS = {"audio_train": "FSDKaggle2018.audio_train", "audio_test": "FSDKaggle2018.audio_test"}
 ZENODO_TRAIN_META = Path("FSDKaggle2018.meta") / "train_post_competition.csv"
 ZENODO_TEST_META = Path("FSDKaggle2018.meta") / "test_post_competition_scoring_clips.csv"
@@ -81,6 +83,7 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
     train["path"] = audio_paths(problems, train, root / "audio_train")
     check_files(problems, train)
     train["fold"] = -1
+    train["source_id"] = freesound_ids(root, train)
     test_csv = root / "sample_submission.csv"
     test = read_csv(test_csv, ["fname"])
     test_problems = Problems(test_csv)
@@ -90,6 +93,17 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
     test_problems.raise_if_any()
     warn_missing_test_clips(test, test_csv)
     return Index(train[TRAIN_COLUMNS].reset_index(drop=True), test[TEST_COLUMNS].reset_index(drop=True))
+
+
+def freesound_ids(root: Path, train: pd.DataFrame) -> list[str]:
+    """Each train clip's Freesound recording id, from train_post_competition.csv when the copy has
+    it (Kaggle's post-competition files, Zenodo's meta); "" where unknown."""
+    path = root / TRAIN_SOURCES_CSV
+    if not path.is_file():
+        return [""] * len(train)
+    ids = read_csv(path, ["fname", "freesound_id"]).set_index("fname")["freesound_id"]
+    ids = ids[~ids.index.duplicated()]
+    return [ids.get(fname, "") for fname in train["fname"]]
 
 
 def warn_missing_test_clips(test: pd.DataFrame, source: Path) -> None:
@@ -189,6 +203,7 @@ def _arrange_zenodo_layout(source: Path, dest: Path) -> None:
     scored_test = read_csv(source / ZENODO_TEST_META, test_columns)[test_columns]
     partial = _fresh_partial_dir(dest)
     atomic_write_text(partial / "train.csv", train.to_csv(index=False))
+    os.symlink(source / ZENODO_TRAIN_META, partial / TRAIN_SOURCES_CSV)  # its freesound_id column
     atomic_write_text(partial / "test_post_competition.csv", scored_test.to_csv(index=False))
     sample = pd.DataFrame({"fname": scored_test["fname"], "label": SAMPLE_SUBMISSION_LABELS})
     atomic_write_text(partial / "sample_submission.csv", sample.to_csv(index=False))

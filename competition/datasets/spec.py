@@ -4,8 +4,11 @@ An entry of the registry (`competition.datasets.registry`) says how to obtain th
 index it into one table, its label vocabulary, its metric and its fold rule. Every later step works
 on the index tables:
 
-    train: fname, path, label, manually_verified, fold   (fold: -1 where folds are made by us, else
-                                                          the dataset's own numbers, 1..10 or 1..5)
+    train: fname, path, label, manually_verified, fold, source_id
+                                                         (fold: -1 where folds are made by us, else
+                                                          the dataset's own numbers, 1..10 or 1..5;
+                                                          source_id: the Freesound recording a clip
+                                                          was cut from, "" where unknown)
     test:  fname, path                                   (empty when the dataset has no test split)
 
 Each source (freesound.py, urbansound8k.py, esc50.py, demo.py) holds its labels, indexer and fetcher.
@@ -22,7 +25,7 @@ import pandas as pd
 
 from competition.errors import KitError
 
-TRAIN_COLUMNS = ["fname", "path", "label", "manually_verified", "fold"]
+TRAIN_COLUMNS = ["fname", "path", "label", "manually_verified", "fold", "source_id"]
 TEST_COLUMNS = ["fname", "path"]
 
 

@@ -42,7 +42,7 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
     of some folds works; in a fold that is present every listed file must be there."""
     base = locate_top_folder(root, "metadata/UrbanSound8K.csv", "UrbanSound8K")
     csv_path = base / "metadata" / "UrbanSound8K.csv"
-    table = read_csv(csv_path, ["slice_file_name", "fold", "classID", "class"])
+    table = read_csv(csv_path, ["slice_file_name", "fsID", "fold", "classID", "class"])
     table = table.rename(columns={"slice_file_name": "fname", "class": "label"})
     problems = Problems(csv_path)
     check_unique(problems, table, "fname")
@@ -66,6 +66,7 @@ def index_layout(root: Path, dataset: Dataset) -> Index:
     check_files(problems, table)
     problems.raise_if_any()
     table["manually_verified"] = 1
+    table["source_id"] = table["fsID"]  # the Freesound recording the slice was cut from
     return without_test_split(table)
 
 

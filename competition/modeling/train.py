@@ -291,7 +291,8 @@ def run_dir_for(workspace: Workspace, dataset: Dataset, experiment: Experiment, 
     return workspace.runs / (run_name or f"{dataset.name}-{experiment.name}")
 
 
-def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None = None) -> dict:
+def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None = None,
+               excluded_sources: dict | None = None) -> dict:
     """The run's config.json: what it is and what its outputs depend on (the hash)."""
     record = {"experiment": experiment.name, "dataset": dataset.name, "hash": experiment.hash,
               "feature_key": experiment.features.key,
@@ -301,26 +302,53 @@ def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None
     if base_model is not None:
         record["base_model"] = str(base_model)
         record["hash"] = config_hash({"experiment": experiment.hash, "base_model": str(Path(base_model).resolve())})
+    if excluded_sources is not None:  # trained on fewer clips: another run
+        record["excluded_sources"] = excluded_sources
+        record["hash"] = config_hash({"run": record["hash"], "excluded_sources_of": excluded_sources["of"]})
     return record
+
+
+def exclude_sources_of(workspace: Workspace, index: Index, other: str) -> tuple[Index, dict, np.ndarray]:
+    """The index without the train clips cut from a recording that dataset `other` also holds, what
+    was left out, and which train rows were kept."""
+    from competition.datasets.registry import get_dataset
+    from competition.datasets.sources import describe, shared_sources, without_sources
+
+    other_index = get_dataset(other).index(workspace.dataset_dir(other))
+    shared = shared_sources(index.train, other_index.train)
+    kept = without_sources(index.train, shared)
+    keep = ~index.train["source_id"].astype(str).isin(shared).to_numpy()
+    excluded = {"of": other, "clips": len(index.train) - len(kept), "sources": len(shared)}
+    print(f"left out {excluded['clips']} train clip(s) of {len(shared)} recording(s) that {other} also holds"
+          + (f" ({describe(shared)})" if shared else ""), file=sys.stderr)
+    return Index(kept, index.test), excluded, keep
 
 
 def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, experiment: Experiment, *,
                      run_name: str | None = None, only_folds: list[int] | None = None,
-                     base_model: Path | None = None) -> Path:
+                     base_model: Path | None = None, exclude_sources: str | None = None) -> Path:
     """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions.
-    With `base_model`, every fold starts from that model's backbone weights (transfer)."""
+    With `base_model`, every fold starts from that model's backbone weights (transfer); with
+    `exclude_sources`, without the clips of recordings that dataset also holds (a base for it)."""
     import tensorflow as tf
     from tqdm import tqdm
 
     from competition.modeling.report import write_report
 
     tf.config.experimental.enable_op_determinism()
+    excluded, full_train = None, index.train
+    if exclude_sources:
+        index, excluded, keep = exclude_sources_of(workspace, index, exclude_sources)
+        run_name = run_name or f"{dataset.name}-{experiment.name}-without-{exclude_sources}"
     run = Run(run_dir_for(workspace, dataset, experiment, run_name))
-    run.claim(run_record(experiment, dataset, base_model))
+    run.claim(run_record(experiment, dataset, base_model, excluded))
     # Every clip checked against its CRC before anything is trained on it.
     stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features,
                             verify=True)
-    folds = load_or_make_folds(workspace, dataset, index.train, experiment.folds.k, experiment.folds.seed)
+    # The dataset's saved folds, made on all its clips: a run leaving some out keeps the others' folds.
+    folds = load_or_make_folds(workspace, dataset, full_train, experiment.folds.k, experiment.folds.seed)
+    if excluded is not None:
+        folds = pd.Series(folds.to_numpy()[keep], index=index.train.index)
     fold_ids = sorted(folds.unique()) if only_folds is None else only_folds
     todo = [f for f in fold_ids if not run.fold_is_done(int(f))]
     with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run.name}", unit="epoch",

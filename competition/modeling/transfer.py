@@ -6,6 +6,10 @@ fold rule applies (UrbanSound8K: its predefined folds, never reshuffled). Weight
 layer, by name, every layer except the `head_*` ones: Keras 3 `.weights.h5` files load by layer order,
 which would silently mis-assign weights between models with different heads. The input
 standardisation (`input_norm`) is not copied: it holds the target dataset's own feature statistics.
+
+A base trained on clips of recordings the target also holds has heard the target's test clips
+(datasets.sources): such a base is refused, saying how many clips and recordings it shares, unless
+it was trained without them (`make train EXCLUDE_SOURCES_OF=<target>`) or `allow_leakage` is given.
 """
 
 from __future__ import annotations
@@ -14,7 +18,36 @@ from dataclasses import replace
 from pathlib import Path
 
 from competition.config import Experiment, FeatureConfig, ModelConfig, load_experiment
+from competition.errors import KitError
 from competition.modeling.runs import Run
+
+
+class LeakageError(KitError, ValueError):
+    """A transfer would score the target on recordings its base was trained on."""
+
+
+def check_leakage(workspace, base: Run, target_name: str, target_train) -> str:
+    """Refuse a base that was trained on recordings the target holds; returns what was checked."""
+    from competition.datasets.registry import get_dataset
+    from competition.datasets.sources import describe, shared_sources, source_ids
+
+    record = base.config()
+    if record.get("excluded_sources", {}).get("of") == target_name:
+        return f"base trained without {target_name}'s recordings ({record['excluded_sources']['clips']} clips left out)"
+    base_dataset = get_dataset(record["dataset"])
+    base_train = base_dataset.index(workspace.dataset_dir(base_dataset.name)).train
+    if not source_ids(base_train) or not source_ids(target_train):
+        return (f"not checked: {base_dataset.name if not source_ids(base_train) else target_name} names no source "
+                "recordings")
+    shared = shared_sources(base_train, target_train)
+    if shared:
+        clips = int(base_train["source_id"].astype(str).isin(shared).sum())
+        raise LeakageError(
+            f"{base.dir}: trained on {clips} clip(s) of {len(shared)} recording(s) that {target_name} also holds "
+            f"({describe(shared)}); its {target_name} scores would count recordings it has heard. Train the base "
+            f"without them (make train DATASET={base_dataset.name} EXCLUDE_SOURCES_OF={target_name}), or pass "
+            "--allow-leakage")
+    return f"no recording shared with {target_name}"
 
 
 def transfer_experiment(base_run: Path, experiment_file: Path, dataset: str | None = None) -> Experiment:
@@ -26,7 +59,7 @@ def transfer_experiment(base_run: Path, experiment_file: Path, dataset: str | No
 
 
 def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: Path,
-                 run_name: str | None = None) -> Path:
+                 run_name: str | None = None, *, allow_leakage: bool = False) -> Path:
     """Train the target dataset's folds, every fold starting from the base run's best backbone."""
     from competition.datasets.registry import get_dataset
     from competition.modeling.train import train_experiment
@@ -35,5 +68,9 @@ def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: 
     dataset = get_dataset(dataset_name)
     experiment = transfer_experiment(base.dir, experiment_file, dataset.name)
     index = dataset.index(workspace.dataset_dir(dataset.name))
+    if allow_leakage:
+        print(f"leakage check skipped (--allow-leakage): {base.name} may have heard {dataset.name}'s recordings")
+    else:
+        print(f"leakage check: {check_leakage(workspace, base, dataset.name, index.train)}")
     return train_experiment(workspace, dataset, index, experiment, base_model=base.best_fold_model(),
                             run_name=run_name or f"{dataset.name}-{experiment.name}-from-{base.name}")
