@@ -224,4 +224,7 @@ def predefined_folds(problems: Problems, table: pd.DataFrame, n_folds: int) -> p
 
 
 def without_test_split(train: pd.DataFrame) -> Index:
+    """The index of a dataset with no test split; a source that names no recordings gets source_id ""."""
+    if "source_id" not in train.columns:
+        train = train.assign(source_id="")
     return Index(train[TRAIN_COLUMNS].reset_index(drop=True), pd.DataFrame(columns=TEST_COLUMNS))
