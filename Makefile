@@ -11,13 +11,13 @@ DATASET_ARG = $(if $(DATASET),--dataset $(DATASET))
 EXPERIMENT_ARGS = $(foreach e,$(EXPERIMENTS),--experiment $(e))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict transfer demo bench bench-quality test test-fast lint clean
+.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict app transfer demo bench bench-quality test test-fast lint clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: DATASET=name EXPERIMENTS='a.toml b.toml' RUNS='run ...' NAME=... SUB=... FROM=DIR"
 	@echo "    (unset: the kit's own defaults, shown by: python -m competition STEP --help)"
-	@echo "  Kaggle: MSG=... FOLDS=all KERNEL_TITLE='...' KERNEL=slug"
+	@echo "  Kaggle: MSG=... FOLDS=all KERNEL_TITLE='...' KERNEL_GPU=T4x2|P100|none KERNEL_SLOTS=2 KERNEL=slug"
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,16 +31,16 @@ venv: $(VENV)/.installed ## create .venv from the pinned requirements
 data: venv ## obtain DATASET into data/<dataset>/ and verify it (FROM=DIR uses a local copy)
 	$(KIT) data $(DATASET_ARG) $(if $(FROM),--from $(FROM))
 
-features: venv ## cache features of DATASET for EXPERIMENTS under features/<dataset>/<key>/
-	$(KIT) features $(DATASET_ARG) $(EXPERIMENT_ARGS)
+features: venv ## cache features of DATASET for EXPERIMENTS under features/<dataset>/<key>/ (VERIFY=1: check every clip's CRC)
+	$(KIT) features $(DATASET_ARG) $(EXPERIMENT_ARGS) $(if $(VERIFY),--verify)
 
 train: venv ## train EXPERIMENTS on DATASET, one model per fold, into runs/<dataset>-<experiment>/
-	$(KIT) train $(DATASET_ARG) $(EXPERIMENT_ARGS)
+	$(KIT) train $(DATASET_ARG) $(EXPERIMENT_ARGS) $(if $(EXCLUDE_SOURCES_OF),--exclude-sources-of $(EXCLUDE_SOURCES_OF))
 
 ensemble: venv ## blend RUNS (default: EXPERIMENTS' runs; geometric mean, OOF-fitted weights) into submissions/NAME.csv + .json
 	$(KIT) ensemble $(RUNS) $(DATASET_ARG) $(EXPERIMENT_ARGS) $(if $(NAME),--name $(NAME))
 
-report: venv ## rebuild runs/RUN/report/: CV per fold, per-class accuracy, confusion matrix, learning curves
+report: venv ## rebuild runs/RUN/report/ (CV, per-class accuracy, confusions, curves); RUN=submissions/x.csv: its blend
 	$(KIT) report $(RUN)
 
 validate: venv ## check SUB=path.csv against DATASET's test clips and vocabulary
@@ -55,8 +55,9 @@ submit: venv ## validate SUB=path.csv, then upload it to Kaggle with its CV scor
 submissions: venv ## your recent Kaggle submissions with their public/private scores
 	$(KIT) submissions $(DATASET_ARG)
 
-kernel: venv ## build a Kaggle kernel for EXPERIMENTS and push it (FOLDS=all: one per fold + a blend kernel)
-	$(KIT) kernel $(DATASET_ARG) $(EXPERIMENT_ARGS) $(if $(FOLDS),--folds $(FOLDS)) $(if $(KERNEL_TITLE),--title "$(KERNEL_TITLE)")
+kernel: venv ## build a Kaggle kernel for EXPERIMENTS and push it (FOLDS=all: features, one per fold, blend)
+	$(KIT) kernel $(DATASET_ARG) $(EXPERIMENT_ARGS) $(if $(FOLDS),--folds $(FOLDS)) $(if $(KERNEL_TITLE),--title "$(KERNEL_TITLE)") \
+		$(if $(KERNEL_GPU),--gpu $(KERNEL_GPU)) $(if $(KERNEL_SLOTS),--slots $(KERNEL_SLOTS))
 
 kernel-status: venv ## state of the pushed kernels (KERNEL=slug for one)
 	$(KIT) kernel-status $(KERNEL)
@@ -65,10 +66,13 @@ kernel-output: venv ## download pushed kernels' outputs into runs/<slug>/ (KERNE
 	$(KIT) kernel-output $(KERNEL)
 
 transfer: venv ## fine-tune BASE=<run> on DATASET (default urbansound8k, its predefined folds) into runs/
-	$(KIT) transfer --base $(BASE) $(DATASET_ARG)
+	$(KIT) transfer --base $(BASE) $(DATASET_ARG) $(if $(ALLOW_LEAKAGE),--allow-leakage)
 
 predict: venv ## top-3 tags of FILES='a.wav b.wav' from RUN=<run>
 	$(KIT) predict --run $(RUN) $(FILES)
+
+app: venv ## a local page (127.0.0.1, PORT=...) tagging any recording with RUN=<run or submissions/<blend>.csv>
+	$(KIT) app --run $(RUN) $(if $(PORT),--port $(PORT))
 
 demo: venv ## every step, offline, on a generated demo competition, then a report
 	$(KIT) demo

@@ -111,20 +111,23 @@ def _bench_clips(tmp: Path, source: Path, paths: list[str], what: str, workers: 
     seconds, cpu, peak, _ = measured(command, {**env, "KIT_HOME": str(home)})
     rows["d'"] = {"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak}
     warm_seconds, _, _, _ = measured(command, {**env, "KIT_HOME": str(home)})
+    # The same warm rerun checking every cached clip against its CRC-32 (what training does first).
+    verify_seconds, _, _, _ = measured([*command, "--verify"], {**env, "KIT_HOME": str(home)})
     load_after = os.getloadavg()[0]
     n = len(paths)
     for row in rows.values():
         row["clips_per_second"] = n / row["seconds"]
-    print(_table(rows, n, workers, what, load_before, load_after, warm_seconds, file_ms), flush=True)
+    print(_table(rows, n, workers, what, load_before, load_after, warm_seconds, file_ms, verify_seconds), flush=True)
     return {"clips": n, "source": what, "workers": workers, "rows": rows, "warm_rerun_seconds": warm_seconds,
-            "file_creation_ms": file_ms}
+            "verify_rerun_seconds": verify_seconds, "file_creation_ms": file_ms}
 
 
 def _table(rows: dict, n: int, workers: int, what: str, load_before: float, load_after: float,
-           warm_seconds: float, file_ms: dict[str, float]) -> str:
+           warm_seconds: float, file_ms: dict[str, float], verify_seconds: float) -> str:
     from competition.features.workers import available_cores
 
     a, c, d, decode_only = (rows[k]["clips_per_second"] for k in ("a", "c", "d", "0"))
+    cold_seconds = rows["d'"]["seconds"]
     where = ", ".join(f"{ms:.3f} ms in {folder}" for folder, ms in file_ms.items())
     lines = [
         "",
@@ -142,7 +145,10 @@ def _table(rows: dict, n: int, workers: int, what: str, load_before: float, load
                      f"{row['clips_per_second'] / c:6.2f}x {1000 * row['cpu_seconds'] / n:12.1f} "
                      f"{row['peak_bytes'] / 2**20:9.0f}")
     lines += [
-        f"(d') warm rerun, nothing to compute: {warm_seconds:.2f} s for {n} clips",
+        f"(d') warm rerun, nothing to compute: {warm_seconds:.2f} s for {n} clips; with --verify (every clip's "
+        f"CRC-32): {verify_seconds:.2f} s, {1000 * 1000 * max(verify_seconds - warm_seconds, 0) / n:.1f} ms per "
+        f"1,000 clips more, {100 * max(verify_seconds - warm_seconds, 0) / cold_seconds:.1f}% of the cold "
+        "build",
         f"(0) x {workers} cores, decoding and nothing else: {workers * decode_only:.1f} clips/s, "
         f"{workers * decode_only / a:.2f}x (a), {workers * decode_only / c:.2f}x (c): no method can go faster",
         "",

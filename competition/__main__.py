@@ -6,12 +6,12 @@ Each step imports what it needs when it runs, so `--help` and CSV checks never l
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from competition.errors import KitError
+from competition import quiet_start
+from competition.errors import KitError, environment_fault
 from competition.workspace import Workspace
 
 
@@ -70,7 +70,7 @@ def cmd_features(args, workspace: Workspace) -> None:
     started = time.perf_counter()
     # One pass for all experiments: each clip is decoded once, whatever features they ask for.
     caches = build_feature_sets(workspace, dataset.name, {"train": index.train, "test": index.test}, configs,
-                                workers=args.workers)
+                                workers=args.workers, verify=args.verify)
     for key, stores in caches.items():
         print(f"{key}: " + ", ".join(f"{split} {len(store)} clips" for split, store in stores.items()))
     print(f"{len(caches)} feature cache(s) of {dataset.name} ready in {time.perf_counter() - started:.1f}s")
@@ -83,7 +83,7 @@ def cmd_train(args, workspace: Workspace) -> None:
     dataset, index = _dataset_and_index(workspace, args.dataset)
     for path in _experiment_paths(args):
         run_dir = train_experiment(workspace, dataset, index, _experiment(path, args), run_name=args.run,
-                                   only_folds=args.fold)
+                                   only_folds=args.fold, exclude_sources=args.exclude_sources_of)
         run = Run(run_dir)
         if run.has_scores():  # all folds trained and assembled
             scores = run.scores()
@@ -107,13 +107,19 @@ def cmd_ensemble(args, workspace: Workspace) -> None:
     for member in record["members"]:
         print(f"  {member['run']}: CV {record['metric']} {member['cv_score']:.4f}, weight {member['weight']:.3f}")
     print(f"{path}: CV {record['metric']} {record['cv_score']:.4f} from {len(runs)} run(s) ({record['weights']} "
-          f"weights; equal {record['cv_score_equal_weights']:.4f}, fitted {record['cv_score_fitted_weights']:.4f})")
+          f"weights; equal {record['cv_score_equal_weights']:.4f}, fitted {record['cv_score_fitted_weights']:.4f} "
+          f"out of fold, {record['cv_score_fitted_weights_in_sample']:.4f} in sample)")
 
 
 def cmd_report(args, workspace: Workspace) -> None:
-    from competition.modeling.report import write_report
+    if args.run.endswith(".csv"):  # a submission: the report of its blend
+        from competition.submit.blend_report import write_blend_report
 
-    report_dir = write_report(_run_dir(workspace, args.run))
+        report_dir = write_blend_report(Path(args.run), workspace.runs)
+    else:
+        from competition.modeling.report import write_report
+
+        report_dir = write_report(_run_dir(workspace, args.run))
     print(f"{report_dir}: " + ", ".join(sorted(p.name for p in report_dir.iterdir())))
 
 
@@ -130,10 +136,12 @@ def cmd_score(args, workspace: Workspace) -> None:
 
 
 def cmd_validate(args, workspace: Workspace) -> None:
-    from competition.submit.submission import validate_submission
+    from competition.submit.submission import validate_record, validate_submission
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
     rows = validate_submission(Path(args.sub), index.test["fname"].tolist(), dataset.labels)
+    for note in validate_record(Path(args.sub), workspace.runs):
+        print(f"note: {note}")
     print(f"{args.sub}: valid ({rows} rows)")
 
 
@@ -156,18 +164,29 @@ def cmd_submissions(args, workspace: Workspace) -> None:
 def cmd_kernel(args, workspace: Workspace) -> None:
     from competition import kaggle_client
     from competition.kaggle.kernel_build import plan_kernels, write_kernel
-    from competition.kaggle.kernel_push import push_kernels
+    from competition.kaggle.kernel_push import push_kernel
+    from competition.kaggle.kernel_schedule import run_schedule
+    from competition.kaggle.quota import quota_line
 
     username = args.username or kaggle_client.username()
     kernels = plan_kernels(_experiment_paths(args), title=args.title,
                            dataset=args.dataset, competition=_competition(args),
-                           per_fold=args.fold_kernels == "all", username=username)
+                           per_fold=args.fold_kernels == "all", username=username, gpu=args.gpu)
     folders = [write_kernel(kernel, username=username, build_dir=workspace.kernel_builds, private=not args.public)
                for kernel in kernels]
     print("built " + ", ".join(str(folder) for folder in folders))
-    if not args.build_only:
-        last = push_kernels(folders, poll_seconds=args.poll_seconds)[-1]
+    if args.build_only:
+        return
+    quota = quota_line()
+    if quota:
+        print(quota)
+    if len(kernels) == 1:
+        last = push_kernel(folders[0], kind=kernels[0].kind, poll_seconds=args.poll_seconds)
         print(f"follow it with `make kernel-status`; once complete: make kernel-output KERNEL={last['ref']}")
+        return
+    last = run_schedule(list(zip(kernels, folders)), username=username, workspace=workspace, slots=args.slots,
+                        poll_seconds=args.poll_seconds)[-1]
+    print(f"its submission: make kernel-output KERNEL={last['ref']}")
 
 
 def cmd_kernel_status(args, workspace: Workspace) -> None:
@@ -182,15 +201,17 @@ def cmd_kernel_output(args, workspace: Workspace) -> None:
         FAILED_STATES,
         fetch_output,
         kernel_states,
+        output_dir,
         pushed_kernels,
     )
 
-    for ref, state in kernel_states(pushed_kernels(workspace, args.kernels)).items():
+    # The features kernel's output is the feature cache, an input of the others: fetched when named.
+    for ref, state in kernel_states(pushed_kernels(workspace, args.kernels, with_inputs=False)).items():
         if state != "complete" and state not in FAILED_STATES:
             print(f"{ref}: {state}; its output comes once it completes")
             continue
         files = fetch_output(workspace, ref)
-        folder = workspace.runs / ref.split("/")[-1]
+        folder = output_dir(workspace, ref)
         print(f"{ref} ({state}): {len(files)} file(s) in {folder}")
         if (folder / "submission.csv") in files:
             print(f"  submit it: make submit SUB={folder / 'submission.csv'}")
@@ -201,17 +222,23 @@ def cmd_transfer(args, workspace: Workspace) -> None:
     from competition.modeling.transfer import run_transfer
 
     run_dir = run_transfer(workspace, _run_dir(workspace, args.base), args.dataset, Path(args.experiment),
-                           run_name=args.run)
+                           run_name=args.run, allow_leakage=args.allow_leakage)
     scores = Run(run_dir).scores()
     folds = "  ".join(f"fold {k}: {v:.4f}" for k, v in scores["folds"].items())
     print(f"{run_dir}: {scores['metric']} {folds}  OOF {scores['oof']:.4f}")
 
 
 def cmd_predict(args, workspace: Workspace) -> None:
-    from competition.submit.predict import predict_files
+    from competition.submit.predict import predict_files, resolve_model
 
-    for path, tags in predict_files(_run_dir(workspace, args.run), [Path(f) for f in args.files]):
-        print(f"{path}: " + "  ".join(f"{label} {p:.3f}" for label, p in tags))
+    for path, tags in predict_files(resolve_model(workspace, args.run), [Path(f) for f in args.files]):
+        print(f"{path}: " + "  ".join(f"{label} {p:.3f}" for label, p in tags), flush=True)
+
+
+def cmd_app(args, workspace: Workspace) -> None:
+    from competition.app.__main__ import serve
+
+    serve(args.run, args.port, workspace)
 
 
 def cmd_demo(args, workspace: Workspace) -> None:
@@ -228,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_TRANSFER_DATASET,
         dataset_names,
     )
+    from competition.kaggle.kernel_build import DEFAULT_GPU, GPU_SHAPES
+    from competition.kaggle.kernel_schedule import DEFAULT_SLOTS
 
     default_experiments = ", ".join(path.stem for path in DEFAULT_EXPERIMENTS)
 
@@ -259,10 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("features", cmd_features, "cache features under features/<dataset>/<key>/")
     experiments(sub)
     sub.add_argument("--workers", type=int, help="processes (default: all cores)")
+    sub.add_argument("--verify", action="store_true", help="also check every cached clip against its CRC-32 "
+                     "(training always does); a damaged cache is rebuilt")
     sub = step("train", cmd_train, "train one model per fold into runs/<run>/fold-<k>/")
     experiments(sub)
     sub.add_argument("--run", help="run folder name (default: <dataset>-<experiment>)")
     sub.add_argument("--fold", type=int, action="append", help="train only this fold (repeatable)")
+    sub.add_argument("--exclude-sources-of", choices=dataset_names(), metavar="DATASET",
+                     help="leave out the clips of recordings DATASET also holds (a base for transfer to it); run "
+                     "name <dataset>-<experiment>-without-<DATASET>")
     sub = step("ensemble", cmd_ensemble, "blend runs into submissions/<name>.csv (+ .json)")
     sub.add_argument("runs", nargs="*", help="run folders or names under runs/ (default: the runs `train` makes "
                      "of the experiments on --dataset)")
@@ -270,9 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", default="submission")
     sub.add_argument("--weights", choices=["fitted", "equal"], default="fitted",
                      help="fitted: minimise the blend's OOF log loss (default); equal: plain geometric mean")
-    sub = step("report", cmd_report, "rebuild runs/<run>/report/ (CV table, per-class accuracy, figures)",
-               dataset=False)
-    sub.add_argument("run", help="run folder or name under runs/")
+    sub = step("report", cmd_report, "rebuild runs/<run>/report/ (CV table, per-class accuracy, figures), or the "
+               "report of a submission's blend", dataset=False)
+    sub.add_argument("run", help="run folder or name under runs/, or a submission CSV (its blend's report goes to "
+                     "<name>.report/ beside it)")
     sub = step("score", cmd_score, "score a submission against the post-competition test labels")
     sub.add_argument("sub", help="submission CSV")
     sub = step("validate", cmd_validate, "check a submission CSV (header, every test fname, 3 known labels)")
@@ -287,14 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("kernel", cmd_kernel, "build a Kaggle kernel into kernels/build/<slug>/ and push it")
     experiment_files(sub)
     sub.add_argument("--folds", dest="fold_kernels", choices=["all"],
-                     help="all: one kernel per fold, run in parallel, then a blend kernel")
+                     help="all: a features kernel (CPU), one kernel per fold (at most --slots at a time), then a "
+                     "blend kernel")
+    sub.add_argument("--gpu", choices=list(GPU_SHAPES), default=DEFAULT_GPU,
+                     help=f"the training kernels' GPU (default {DEFAULT_GPU}); none: on the CPU, no GPU quota")
+    sub.add_argument("--slots", type=int, default=DEFAULT_SLOTS,
+                     help=f"with --folds all: GPU kernels queued or running at once (default {DEFAULT_SLOTS}, "
+                     "Kaggle's limit per account)")
     sub.add_argument("--title", default="audio tagging kit", help="kernel title, its slug the kernel's name")
     competition(sub, "the competition the kernel reads (default: the one of --dataset)")
     sub.add_argument("--username", help="Kaggle username (default: the one of your credentials)")
     sub.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
     sub.add_argument("--build-only", action="store_true", help="build, do not push")
     sub.add_argument("--poll-seconds", type=float, default=60.0,
-                     help="with --folds all: how often to ask whether the fold kernels completed")
+                     help="with --folds all: how often to ask for the kernels' states")
     for name, handler, help in (("kernel-status", cmd_kernel_status, "state of pushed kernels"),
                                 ("kernel-output", cmd_kernel_output, "download pushed kernels' outputs "
                                  "(submission, OOF and test predictions, log) into runs/<slug>/")):
@@ -307,9 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--experiment", default=DEFAULT_TRANSFER_EXPERIMENT,
                      help="fine-tuning settings (features and model come from the base run)")
     sub.add_argument("--run", help="run folder name (default: <dataset>-<experiment>-from-<base>)")
-    sub = step("predict", cmd_predict, "top-3 tags of audio files from a trained run", dataset=False)
-    sub.add_argument("--run", required=True, help="run folder or name under runs/")
+    sub.add_argument("--allow-leakage", action="store_true", help="transfer from a base trained on recordings the "
+                     "target also holds (refused by default: its scores would count clips it has heard)")
+    sub = step("predict", cmd_predict, "top-3 tags of audio files from a trained run or a submission's blend",
+               dataset=False)
+    sub.add_argument("--run", required=True, help="run folder or name under runs/, or a submission blend (CSV "
+                     "with its .json record, or its name under submissions/)")
     sub.add_argument("files", nargs="+")
+    sub = step("app", cmd_app, "a local web page (127.0.0.1) that tags any recording with a run or a blend",
+               dataset=False)
+    sub.add_argument("--run", required=True, help="run folder or name under runs/, or a submission blend")
+    sub.add_argument("--port", type=int, help="port on 127.0.0.1 (default: 8765, or a free one if busy)")
     sub = step("demo", cmd_demo, "every step, offline, on a generated demo competition", dataset=False)
     sub.add_argument("--n-train", type=int, default=600)
     sub.add_argument("--n-test", type=int, default=300)
@@ -320,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the progress bars; errors still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's start-up chatter (oneDNN, CPU features) buries the progress bars; errors still show.
+    quiet_start.install()
     args = build_parser().parse_args(argv)
     workspace = Workspace.from_env()
     try:
@@ -329,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as error:
         # The kit's own errors name the file and the problem: one line, no traceback.
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        message = environment_fault(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -6,19 +6,26 @@ on first use, and nowhere else. Every call maps the client's failures onto `Kagg
 subclasses whose messages say what to do, and none of them carries a credential.
 
 The client reads credentials from, in order: `KAGGLE_API_TOKEN` (the token, or a path to a file
-holding it) or `~/.kaggle/access_token`; `KAGGLE_USERNAME` + `KAGGLE_KEY` or `kaggle.json` (in
+holding it), `~/.kaggle/access_token` or `~/.kaggle/access_token.txt`; `KAGGLE_USERNAME` +
+`KAGGLE_KEY` or `kaggle.json` (in
 `$KAGGLE_CONFIG_DIR`, `~/.kaggle` or `~/.config/kaggle`); OAuth credentials from `kaggle auth login`.
 `KAGGLE_API_ENVIRONMENT=TEST` points it at http://localhost:7777 (the tests' stand-in server);
 unset, it talks to kaggle.com.
+
+Some failures pass: Kaggle's rate limit (HTTP 429), its server failing (5xx) and a connection
+refused or dropped (`TRANSIENT_ERRORS`). Callers that wait on Kaggle for hours retry those
+(`competition.kaggle.waiting`); this module never retries on its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -35,6 +42,13 @@ HOW_TO_GET_CREDENTIALS = (
     "~/.kaggle/access_token)."
 )
 KERNEL_METADATA_FILE = "kernel-metadata.json"
+# The files the client reads a token from, in its order (kagglesdk.kaggle_env.get_access_token_from_env).
+TOKEN_FILES = ("access_token", "access_token.txt")
+# What Kaggle says in a push's `error` when the account already runs as many GPU sessions as it may;
+# the number has changed over the years, so it is read from the message.
+OUTPUT_PAGE_SIZE = 20  # files per page of a kernel's output listing, the client's own default
+DOWNLOAD_TIMEOUT_SECONDS = 300  # without any byte, a download is taken as dropped
+SESSION_LIMIT_PATTERN = re.compile(r"Maximum batch GPU session count of (\d+) reached")
 
 
 class KaggleError(KitError, RuntimeError):
@@ -63,6 +77,41 @@ class NetworkUnreachable(KaggleError):
 
 class ServerError(KaggleError):
     """HTTP 5xx: Kaggle failed, not the request."""
+
+    def __init__(self, message: str, status: int = 500):
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(KaggleError):
+    """HTTP 429: too many requests in a short time; Kaggle answers again after a pause."""
+
+
+class SessionLimitReached(KaggleError):
+    """A push refused because the account already runs as many GPU sessions as Kaggle allows."""
+
+    def __init__(self, message: str, limit: int):
+        super().__init__(message)
+        self.limit = limit
+
+
+class LateSubmission(NotFound):
+    """HTTP 404 on a submission: the competition may no longer accept submissions."""
+
+
+# Failures that pass by themselves: worth retrying after a pause, unlike the others.
+TRANSIENT_ERRORS = (RateLimited, ServerError, NetworkUnreachable)
+
+
+def transient_reason(error: BaseException) -> str | None:
+    """A few words for a failure that passes by itself ('HTTP 503', 'connection dropped'), else None."""
+    if isinstance(error, NetworkUnreachable):
+        return "connection refused or dropped"
+    if isinstance(error, RateLimited):
+        return "HTTP 429, too many requests"
+    if isinstance(error, ServerError):
+        return f"HTTP {error.status}"
+    return None
 
 
 def username() -> str:
@@ -100,12 +149,13 @@ def download_competition(competition: str, dest_dir: Path) -> Path:
     return archive
 
 
-def submit(competition: str, csv_path: Path, message: str) -> None:
-    """Upload `csv_path` as a submission to `competition`, described by `message`."""
+def submit(competition: str, csv_path: Path, message: str) -> str:
+    """Upload `csv_path` as a submission to `competition`, described by `message`; returns Kaggle's
+    reply (which carries notes such as the daily limit)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"submission file not found: {csv_path}")
-    with _translated_errors("competition", competition, f"submitting to competition '{competition}'"):
+    with _translated_errors("submission", competition, f"submitting to competition '{competition}'"):
         api = _authenticated_api()
         response = api.competition_submit(str(csv_path), message, competition, quiet=True)
     if response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
@@ -113,6 +163,7 @@ def submit(competition: str, csv_path: Path, message: str) -> None:
             f"Uploading {csv_path.name} to Kaggle's storage failed (the client printed why above); "
             "nothing was submitted. Rerun to try again."
         )
+    return _redacted(response.message or "")
 
 
 def list_submissions(competition: str) -> list[dict]:
@@ -138,14 +189,18 @@ def push_kernel(folder: Path) -> dict:
     """Push the kernel in `folder` (kernel-metadata.json + its code file) as a new version.
 
     Returns `ref` (the metadata's `owner/slug` id, what `kernel_status` and `kernel_output`
-    take), `url` and `version`.
+    take), `url` and `version`. A refusal because of the GPU session limit is `SessionLimitReached`.
     """
     folder = Path(folder)
     kernel_id = _kernel_id(folder)
     with _translated_errors("kernel", kernel_id, f"pushing kernel '{kernel_id}'"):
         response = _authenticated_api().kernels_push(str(folder))
     if response.error:
-        raise KaggleError(f"Kaggle refused kernel '{kernel_id}': {_redacted(response.error)}")
+        error = _redacted(response.error)
+        limit = SESSION_LIMIT_PATTERN.search(error)
+        if limit:
+            raise SessionLimitReached(f"Kaggle did not start kernel '{kernel_id}': {error}", int(limit.group(1)))
+        raise KaggleError(f"Kaggle refused kernel '{kernel_id}': {error}")
     unknown_sources = (
         response.invalid_dataset_sources
         + response.invalid_competition_sources
@@ -164,31 +219,102 @@ def push_kernel(folder: Path) -> dict:
 
 def kernel_status(kernel_ref: str) -> str:
     """State of the kernel's latest version: 'queued', 'running', 'complete', 'error', ..."""
+    return kernel_session(kernel_ref)[0]
+
+
+def kernel_session(kernel_ref: str) -> tuple[str, str]:
+    """(state, Kaggle's failure message or '') of the kernel's latest version."""
     with _translated_errors("kernel", kernel_ref, f"asking for the status of kernel '{kernel_ref}'"):
         api = _authenticated_api()
         response = api.kernels_status(kernel_ref)
-    return response.status.name.lower()
+    return response.status.name.lower(), _redacted(response.failure_message or "")
+
+
+def gpu_quota() -> dict | None:
+    """This week's GPU quota: `total_hours`, `used_hours`, `remaining_hours`, `refresh` (when it
+    renews, or ''); None when Kaggle gives none (the endpoint is new, and some accounts get no answer)."""
+    import requests
+
+    with _translated_errors("account", "of these credentials", "asking for the GPU quota"):
+        api = _authenticated_api()
+        try:
+            response = api.quota_view()
+        except requests.HTTPError as error:
+            if _http_status(error) in (401, 403):
+                raise
+            return None
+    quota = response.gpu_quota
+    if quota is None or quota.total_time_allowed is None:
+        return None
+    total = quota.total_time_allowed.total_seconds() / 3600
+    used = quota.time_used.total_seconds() / 3600 if quota.time_used else 0.0
+    refresh = response.quota_refresh_time
+    if refresh is not None and refresh.tzinfo is not None:
+        refresh = refresh.astimezone(datetime.UTC)
+    refresh = refresh.strftime("%Y-%m-%d %H:%M UTC") if refresh else ""  # Kaggle sends UTC
+    return {"total_hours": total, "used_hours": used, "remaining_hours": max(0.0, total - used), "refresh": refresh}
 
 
 def kernel_output(kernel_ref: str, dest_dir: Path) -> list[Path]:
     """Download the output files (and log) of the kernel's latest version into `dest_dir`.
 
-    Files land in a partial folder first and are moved into place once all have arrived.
+    The listing is the client's own request; each file is then fetched from the address it gives,
+    as the client's `kernels_output` does, but with its HTTP status checked: the client would
+    write an error page into the file. Files land in a partial folder first and are moved into
+    place once all have arrived.
     """
+    import requests
+    from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
+
     dest_dir = Path(dest_dir)
+    owner, slug = kernel_ref.split("/", 1)
     partial_dir = dest_dir / ".kernel-output.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
+    downloaded = []
     with _translated_errors("kernel", kernel_ref, f"downloading the output of kernel '{kernel_ref}'"):
         api = _authenticated_api()
-        downloaded, _ = api.kernels_output(kernel_ref, str(partial_dir), force=True, quiet=True)
+        files, log, page_token = [], "", ""
+        with api.build_kaggle_client() as kaggle:
+            while True:
+                request = ApiListKernelSessionOutputRequest()
+                request.user_name, request.kernel_slug, request.page_size = owner, slug, OUTPUT_PAGE_SIZE
+                if page_token:
+                    request.page_token = page_token
+                response = kaggle.kernels.kernels_api_client.list_kernel_session_output(request)
+                files += response.files or []
+                log = log or response.log or ""
+                page_token = response.next_page_token
+                if not page_token:
+                    break
+        for item in files:
+            target = _inside(partial_dir, item.file_name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with requests.get(item.url, stream=True, timeout=DOWNLOAD_TIMEOUT_SECONDS) as answer:
+                answer.raise_for_status()
+                with open(target, "wb") as handle:
+                    for chunk in answer.iter_content(chunk_size=1 << 20):
+                        handle.write(chunk)
+            downloaded.append(target)
+    if log:
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        downloaded.append(partial_dir / f"{slug}.log")
+        downloaded[-1].write_text(log)
     outputs = []
-    for file in map(Path, downloaded):
+    for file in downloaded:
         target = dest_dir / file.relative_to(partial_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(file, target)
         outputs.append(target)
-    shutil.rmtree(partial_dir)
+    shutil.rmtree(partial_dir, ignore_errors=True)
     return outputs
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused when the name Kaggle gives would land outside `folder`."""
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise KaggleError(f"Kaggle listed an output file named {name!r}, which points outside {folder}")
+    return folder / name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +407,7 @@ def _credential_sources() -> list[str]:
     sources = [name for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY") if os.environ.get(name)]
     kaggle_dir = Path.home() / ".kaggle"
     files = [
-        kaggle_dir / "access_token",
+        *(kaggle_dir / name for name in TOKEN_FILES),
         _client_config_dir() / "kaggle.json",
         kaggle_dir / "kaggle.json",
         kaggle_dir / "credentials.json",
@@ -310,11 +436,14 @@ def _translated_errors(kind: str, name: str, action: str):
     ) as err:
         from kagglesdk.kaggle_env import get_endpoint, get_env
 
+        offline_copy = (
+            "; to set up the competition data without the network, pass a copy you already have: "
+            "make data FROM=DIR" if kind == "competition" else ""
+        )
         raise NetworkUnreachable(
             f"Cannot reach Kaggle ({get_endpoint(get_env())}) while {action}: the connection was "
             f"refused, dropped or the host name did not resolve ({type(err).__name__}), so this "
-            "machine looks offline. Retry once it is online; to set up the competition data "
-            "without the network, pass a copy you already have: make data FROM=DIR"
+            f"machine looks offline. Retry once it is online{offline_copy}"
         ) from None
 
 
@@ -337,7 +466,7 @@ def _error_for_status(status: int, kind: str, name: str, action: str, server_mes
             f"Kaggle rejected your credentials{where} with HTTP 401 while {action}: the key or "
             f"token is wrong, expired or revoked. {HOW_TO_GET_CREDENTIALS}"
         )
-    if status == 403 and kind == "competition":
+    if status == 403 and kind in ("competition", "submission"):
         return RulesNotAccepted(
             f"Kaggle refused access to competition '{name}' (HTTP 403) while {action}: accept the "
             f"rules at https://www.kaggle.com/competitions/{name}/rules, signed in as the account "
@@ -348,6 +477,11 @@ def _error_for_status(status: int, kind: str, name: str, action: str, server_mes
             f"Kaggle refused access to {kind} '{name}' (HTTP 403) while {action}: it belongs to "
             "another account or is private to it. A kernel's id must start with your own Kaggle "
             f"username (the `id` in {KERNEL_METADATA_FILE})."
+        )
+    if status == 404 and kind == "submission":
+        return LateSubmission(
+            f"Kaggle answered HTTP 404 while {action}: the competition may no longer accept submissions "
+            f"(late submissions closed), or its name is wrong; see https://www.kaggle.com/competitions/{name}"
         )
     if status == 404 and kind == "competition":
         return NotFound(
@@ -362,8 +496,11 @@ def _error_for_status(status: int, kind: str, name: str, action: str, server_mes
     if status >= 500:
         return ServerError(
             f"Kaggle's server failed (HTTP {status}) while {action}; the request itself was "
-            "fine. Retry in a few minutes."
+            "fine. Retry in a few minutes.",
+            status,
         )
+    if status == 429:
+        return RateLimited(f"Kaggle answered HTTP 429 (too many requests) while {action}; retry after a pause.")
     return KaggleError(f"Kaggle answered HTTP {status} while {action}: {_redacted(server_message)}")
 
 
@@ -376,7 +513,7 @@ def _redacted(text: str) -> str:
 
 def _secret_values() -> list[str]:
     secrets = [os.environ.get(name, "") for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
-    token_files = [Path.home() / ".kaggle" / "access_token"]
+    token_files = [Path.home() / ".kaggle" / name for name in TOKEN_FILES]
     if os.environ.get("KAGGLE_API_TOKEN"):  # which may name a file holding the token
         token_files.append(Path(os.environ["KAGGLE_API_TOKEN"]))
     for token_file in token_files:

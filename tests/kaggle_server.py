@@ -10,13 +10,25 @@ or by dropping the connection:
   competitions.CompetitionApiService/CreateSubmission, ListSubmissions
   kernels.KernelsApiService/SaveKernel, GetKernelSessionStatus, ListKernelSessionOutput
                                                         (outputs: GET /kernel-output/<owner>/<slug>/<file>)
+  kernels.KernelsApiService/GetAcceleratorQuotaStatistics  (the weekly GPU quota, once set)
   security.OAuthService/IntrospectToken                 (checks a KAGGLE_API_TOKEN)
 
 API calls without the configured username/key (HTTP Basic) or token (Bearer) get HTTP 401, as on
 kaggle.com; SaveKernel answers 403 for another user's kernel and reports sources it does not know.
 Failures are named by the API method, or for the plain HTTP transfers by "FileDownload",
-"BlobUpload" and "KernelOutputFile". The fixtures at the end give tests a user with fake
-credentials (`kaggle_env`) and a running server holding a demo competition (`kaggle_server`).
+"BlobUpload" and "KernelOutputFile"; `fail(..., after=n)` lets n requests through first, so a
+failure can land in the middle of a long wait.
+
+Kernels model Kaggle's limits: with `gpu_session_limit` set, a GPU kernel pushed while that many
+GPU kernels are queued or running is refused with Kaggle's words in the answer's `error`, and
+`max_gpu_sessions` keeps the most there ever were at once. Time on this server is the test's: each
+`advance()` moves every queued kernel to running and finishes every running one, which runs its
+script when the test gave a runner (`run_kernels_with`: the script gets /kaggle/input as Kaggle
+mounts it, its sources' outputs included, and what it writes becomes its output; its log comes
+back as Kaggle's JSON lines); `fail_kernel` makes a kernel's next runs end in error.
+
+The fixtures at the end give tests a user with fake credentials (`kaggle_env`) and a running server
+holding a demo competition (`kaggle_server`).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import socket
 import threading
 import time
@@ -52,6 +65,10 @@ CREDENTIAL_STRINGS = (
     FAKE_TOKEN,
     base64.b64encode(f"{FAKE_USERNAME}:{FAKE_KEY}".encode()).decode(),  # as in a Basic auth header
 )
+
+# Kaggle's answer to a push beyond the account's GPU sessions, word for word but the number.
+SESSION_LIMIT_ERROR = "Maximum batch GPU session count of {limit} reached"
+IN_FLIGHT = ("QUEUED", "RUNNING")
 
 HOST, PORT = "127.0.0.1", 7777
 BASE_URL = f"http://localhost:{PORT}"
@@ -103,6 +120,12 @@ class Kernel:
     failure_message: str = ""
     outputs: dict[str, bytes] = field(default_factory=dict)
     log: str = ""
+    pushed_at: int = 0  # the server's tick (advance() count) when this version was pushed
+    finished_at: int | None = None
+
+    @property
+    def uses_gpu(self) -> bool:
+        return bool(self.metadata.get("enableGpu"))
 
 
 class KaggleStandIn:
@@ -120,8 +143,18 @@ class KaggleStandIn:
         self.competition_archives: dict[str, bytes] = {}
         self.submissions: list[Submission] = []
         self.uploads: dict[str, Upload] = {}  # by blob token
+        self.submission_reply: str | None = None  # CreateSubmission's message; None: Kaggle's usual one
         self.kernels: dict[str, Kernel] = {}  # "owner/slug" -> kernel
-        self._failures: dict[str, list] = {}  # rpc -> [status or DROP/TRUNCATE, remaining times]
+        self._failures: dict[str, list] = {}  # rpc -> [status or DROP/TRUNCATE, remaining times, let through]
+        self.gpu_session_limit: int | None = None
+        self.max_gpu_sessions = 0  # the most GPU kernels queued or running at once
+        self.tick = 0  # how many times time advanced
+        self.gpu_quota: tuple[float, float] | None = None  # (hours used, hours allowed) this week
+        self.competition_dirs: dict[str, Path] = {}  # the competitions' files unpacked, for kernels' inputs
+        self._kernel_failures: dict[str, list] = {}  # ref -> [remaining runs that fail, log]
+        self._runner: Callable | None = None
+        self._sessions_dir: Path | None = None
+        self._layout = "nested"
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -130,9 +163,15 @@ class KaggleStandIn:
     def add_competition(self, name: str, archive: bytes) -> None:
         self.competition_archives[name] = archive
 
-    def fail(self, rpc: str, how: int | str, times: int = 10**9) -> None:
-        """Answer `rpc` with HTTP status `how`, or DROP/TRUNCATE the connection, `times` times."""
-        self._failures[rpc] = [how, times]
+    def fail(self, rpc: str, how: int | str, times: int = 10**9, after: int = 0) -> None:
+        """Answer `rpc` with HTTP status `how`, or DROP/TRUNCATE the connection, `times` times,
+        once `after` requests for it have been answered as usual."""
+        self._failures[rpc] = [how, times, after]
+
+    def fail_pending(self, rpc: str) -> bool:
+        """Whether failures set with `fail` for `rpc` are still to come."""
+        failure = self._failures.get(rpc)
+        return bool(failure and failure[1] > 0)
 
     def received(self, rpc: str) -> list[RecordedRequest]:
         return [request for request in self.requests if request.rpc == rpc]
@@ -140,6 +179,73 @@ class KaggleStandIn:
     def finish_kernel(self, ref: str, outputs: dict[str, bytes], log: str = "") -> None:
         kernel = self.kernels[ref]
         kernel.status, kernel.outputs, kernel.log = "COMPLETE", outputs, log
+        self._count_gpu_sessions()
+
+    def fail_kernel(self, ref: str, times: int = 1, log: str = "Traceback: the stand-in failed it\n") -> None:
+        """The next `times` runs of kernel `ref` end in error, with `log`."""
+        self._kernel_failures[ref] = [times, log]
+
+    def run_kernels_with(self, runner: Callable[[Path, Path, Path], tuple[int, str]], sessions_dir: Path,
+                         layout: str = "nested") -> None:
+        """Run each kernel's script as it finishes: `runner(script, input_dir, working_dir)` returns
+        (exit code, log). layout "nested": /kaggle/input/competitions/<slug>/ and
+        /kaggle/input/notebooks/<owner>/<slug>/, as Kaggle mounts them today; "flat": /kaggle/input/<slug>/."""
+        self._runner, self._sessions_dir, self._layout = runner, sessions_dir, layout
+
+    def advance(self) -> None:
+        """Time passes on Kaggle: queued kernels start, running ones finish."""
+        self.tick += 1
+        with self._lock:
+            starting = [kernel for kernel in self.kernels.values() if kernel.status == "QUEUED"]
+            finishing = [(ref, kernel) for ref, kernel in sorted(self.kernels.items()) if kernel.status == "RUNNING"]
+        for ref, kernel in finishing:
+            self._finish(ref, kernel)
+            kernel.finished_at = self.tick
+        for kernel in starting:
+            kernel.status = "RUNNING"
+        self._count_gpu_sessions()
+
+    def gpu_sessions(self) -> list[str]:
+        return [ref for ref, kernel in self.kernels.items() if kernel.uses_gpu and kernel.status in IN_FLIGHT]
+
+    def _count_gpu_sessions(self) -> None:
+        self.max_gpu_sessions = max(self.max_gpu_sessions, len(self.gpu_sessions()))
+
+    def _finish(self, ref: str, kernel: Kernel) -> None:
+        failure = self._kernel_failures.get(ref)
+        if failure and failure[0] > 0:
+            failure[0] -= 1
+            kernel.status, kernel.failure_message, kernel.log = "ERROR", "stand-in failure", _kaggle_log(failure[1])
+            return
+        if self._runner is None:
+            kernel.status = "COMPLETE"
+            return
+        session = self._sessions_dir / f"{ref.replace('/', '--')}-v{kernel.version}"
+        input_dir, working_dir = session / "input", session / "working"
+        self.mount_inputs(kernel, input_dir)
+        working_dir.mkdir(parents=True)
+        script = session / kernel.metadata.get("codeFile", f"{ref.split('/')[1]}.py")
+        script.write_text(kernel.text)
+        returncode, log = self._runner(script, input_dir, working_dir)
+        kernel.outputs = {path.relative_to(working_dir).as_posix(): path.read_bytes()
+                          for path in sorted(working_dir.rglob("*")) if path.is_file()}
+        kernel.log = _kaggle_log(log)
+        kernel.status = "COMPLETE" if returncode == 0 else "ERROR"
+        kernel.failure_message = "" if returncode == 0 else f"the script exited with code {returncode}"
+
+    def mount_inputs(self, kernel: Kernel, input_dir: Path) -> None:
+        """/kaggle/input of a session of `kernel`: its competitions' files and its source kernels' outputs."""
+        nested = self._layout == "nested"
+        for name in kernel.metadata.get("competitionDataSources", []):
+            target = input_dir / "competitions" / name if nested else input_dir / name
+            shutil.copytree(self.competition_dirs[name], target)
+        for ref in kernel.metadata.get("kernelDataSources", []):
+            owner, slug = ref.split("/")
+            folder = input_dir / "notebooks" / owner / slug if nested else input_dir / slug
+            for name, content in self.kernels[ref].outputs.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(content)
+        input_dir.mkdir(parents=True, exist_ok=True)
 
     # -- running
 
@@ -159,6 +265,9 @@ class KaggleStandIn:
         with self._lock:
             failure = self._failures.get(rpc)
             if not failure or failure[1] <= 0:
+                return None
+            if failure[2] > 0:
+                failure[2] -= 1
                 return None
             failure[1] -= 1
             return failure[0]
@@ -204,7 +313,8 @@ class KaggleStandIn:
                 date=datetime.now(UTC).replace(tzinfo=None, microsecond=0),
             )
         )
-        return 200, {"message": f"Successfully submitted to {name}", "ref": len(self.submissions)}, {}
+        message = self.submission_reply or f"Successfully submitted to {name}"
+        return 200, {"message": message, "ref": len(self.submissions)}, {}
 
     def _rpc_ListSubmissions(self, body):
         name = body.get("competitionName", "")
@@ -238,8 +348,13 @@ class KaggleStandIn:
             ],
             "invalidKernelSources": [s for s in body.get("kernelDataSources", []) if s not in self.kernels],
         }
+        if self.gpu_session_limit is not None and body.get("enableGpu"):
+            others = [other for other in self.gpu_sessions() if other != ref]
+            if len(others) >= self.gpu_session_limit:
+                return 200, {"error": SESSION_LIMIT_ERROR.format(limit=self.gpu_session_limit)}, {}
         version = self.kernels[ref].version + 1 if ref in self.kernels else 1
-        self.kernels[ref] = Kernel(metadata=metadata, text=body.get("text", ""), version=version)
+        self.kernels[ref] = Kernel(metadata=metadata, text=body.get("text", ""), version=version, pushed_at=self.tick)
+        self._count_gpu_sessions()
         answer = {"ref": f"/code/{ref}", "url": f"{BASE_URL}/code/{ref}", "versionNumber": version}
         return 200, answer | {key: value for key, value in unknown.items() if value}, {}
 
@@ -261,6 +376,13 @@ class KaggleStandIn:
         page = {"files": files, "nextPageToken": str(start + len(names)) if more else ""}
         return 200, page | ({"log": kernel.log} if kernel.log and start == 0 else {}), {}
 
+    def _rpc_GetAcceleratorQuotaStatistics(self, body):
+        if self.gpu_quota is None:
+            return _error(404, "no quota for this account")
+        used, allowed = self.gpu_quota
+        quota = {"timeUsed": f"{round(used * 3600)}s", "totalTimeAllowed": f"{round(allowed * 3600)}s"}
+        return 200, {"gpuQuota": quota, "quotaRefreshTime": "2026-01-05T00:00:00Z"}, {}
+
     def _rpc_IntrospectToken(self, body):
         if self.token and body.get("token") == self.token:
             return 200, {"active": True, "username": self.username}, {}
@@ -275,6 +397,24 @@ class KaggleStandIn:
             kernel = self.kernels.get(f"{owner}/{slug}")
             return kernel.outputs.get(name) if kernel else None
         return None
+
+
+class FakeClock:
+    """Time for the kit's waits (competition.kaggle.waiting.Clock), driven by the test: a sleep moves
+    it on at once and calls `on_sleep`, by default letting time pass on the stand-in server too."""
+
+    def __init__(self, on_sleep: Callable[[float], None]):
+        self.seconds = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def now(self) -> float:
+        return self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.seconds += seconds
+        self.on_sleep(seconds)
 
 
 def bind_client_port(bind: Callable[[], T], timeout: float = 60.0) -> T:
@@ -298,6 +438,12 @@ def _rpc_name(method: str, path: str) -> str:
     if path.startswith("/kernel-output/"):
         return "KernelOutputFile"
     return "FileDownload"
+
+
+def _kaggle_log(text: str) -> str:
+    """A script's log as Kaggle serves it: a JSON list of {stream_name, time, data}, a line each."""
+    return json.dumps([{"stream_name": "stdout", "time": float(i), "data": line}
+                       for i, line in enumerate(text.splitlines(keepends=True))])
 
 
 def _error(status: int, message: str):
@@ -409,6 +555,16 @@ def competition_archive(tmp_path_factory) -> Path:
     return build_competition_archive(tmp_path_factory.mktemp("kaggle-archive") / f"{COMPETITION}.zip")
 
 
+@pytest.fixture(scope="session")
+def competition_files(competition_archive) -> Path:
+    """The archive's files unpacked, as Kaggle mounts them for a kernel (read-only: copy before changing)."""
+    unpacked = competition_archive.with_name(competition_archive.stem + "-unpacked")
+    mounted = competition_archive.with_name(competition_archive.stem + "-mounted")
+    if not mounted.exists():
+        shutil.copytree(unpacked, mounted, ignore=shutil.ignore_patterns("demo.json"))  # the renderer's own notes
+    return mounted
+
+
 @pytest.fixture
 def kaggle_env(tmp_path, monkeypatch) -> Path:
     """A user with the fake username/key in the environment, pointed at the stand-in server.
@@ -435,12 +591,24 @@ def kaggle_env(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def kaggle_server(kaggle_env, competition_archive):
+def kaggle_server(kaggle_env, competition_archive, competition_files):
     server = KaggleStandIn(FAKE_USERNAME, FAKE_KEY, token=FAKE_TOKEN)
     server.add_competition(COMPETITION, competition_archive.read_bytes())
+    server.competition_dirs[COMPETITION] = competition_files
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def kaggle_time(kaggle_server, monkeypatch) -> FakeClock:
+    """The kit's clock made the test's: every wait returns at once, and time passes on the server."""
+    from competition.kaggle import waiting
+
+    clock = FakeClock(lambda seconds: kaggle_server.advance())
+    monkeypatch.setattr(waiting.Clock, "now", lambda self: clock.now())
+    monkeypatch.setattr(waiting.Clock, "sleep", lambda self, seconds: clock.sleep(seconds))
+    return clock
 
 
 def credential_leaks(texts: list[str], root: Path | None = None) -> list[str]:

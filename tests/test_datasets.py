@@ -138,7 +138,8 @@ def test_label_not_in_the_vocabulary(name, tmp_path):
     row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
     _edit_csv(root / csv_name, lambda table: table.__setitem__(label_column, table[label_column].where(
         table.index != row, "Theremin")))
-    with pytest.raises(DatasetError, match=rf"{csv_name}: line {row + 2}: label not in the vocabulary \(\d+ labels\): 'Theremin'"):
+    with pytest.raises(DatasetError,
+                       match=rf"{csv_name}: line {row + 2}: label not in the vocabulary \(\d+ labels\): 'Theremin'"):
         get_dataset(name).index(root)
 
 
@@ -163,7 +164,8 @@ def test_class_id_that_contradicts_the_class_name(name, id_column, tmp_path):
     row = _first_row(name, pd.read_csv(root / csv_name, dtype=str))
     _edit_csv(root / csv_name, lambda table: table.__setitem__(id_column, table[id_column].where(
         table.index != row, "9" if table[id_column].iloc[row] != "9" else "8")))
-    with pytest.raises(DatasetError, match=rf"line {row + 2}: {id_column} does not match its label: {id_column} '\d' for label"):
+    with pytest.raises(DatasetError,
+                       match=rf"line {row + 2}: {id_column} does not match its label: {id_column} '\d' for label"):
         get_dataset(name).index(root)
 
 
@@ -281,10 +283,11 @@ def test_missing_archive_on_the_server_is_a_clear_error(tmp_path, monkeypatch, a
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name,folder,clips", [("esc10", "esc10", 400)])
+@pytest.mark.parametrize("name,folder,clips", [("esc10", "esc50", 400), ("esc50", "esc50", 2000)])
 def test_shared_esc10_copy_indexes(name, folder, clips):
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / folder
     if not shared.is_dir():
         pytest.skip(f"{shared} is absent (real data lives beside the checkout, not in it)")
     index = get_dataset(name).index(shared)
     assert len(index.train) == clips and sorted(index.train["fold"].unique()) == [1, 2, 3, 4, 5]
+    assert index.train["source_id"].astype(bool).all()  # every clip names its Freesound recording

@@ -182,7 +182,8 @@ def test_only_new_or_changed_audio_is_computed(tmp_path, monkeypatch):
     config = tiny_config("mfcc")
     computed = []
     original = cache.decode
-    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: computed.append(Path(path).name) or original(path, cfg, notes))
+    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: computed.append(Path(path).name)
+                        or original(path, cfg, notes))
     build(workspace, config, workers=1)
     assert len(computed) == 12  # every clip once, the 2 undecodable test clips included
     computed.clear()
@@ -357,7 +358,8 @@ def test_records_left_by_a_killed_run_are_used_and_then_removed(tmp_path, compet
                                                                                        dead_pid)
     computed = []
     original = cache.decode
-    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: computed.append(Path(path).name) or original(path, cfg, notes))
+    monkeypatch.setattr(cache, "decode", lambda path, cfg, notes=None: computed.append(Path(path).name)
+                        or original(path, cfg, notes))
     build(resumed, config, workers=1)
     assert len(computed) == len(index.train) - 5 + len(index.test)
     assert cache_files(resumed, config) == cache_files(reference, config)

@@ -3,7 +3,7 @@
 Every import of a `competition` module is read from the source (module level and inside functions
 alike, so a lazy import counts), and each module is placed on a layer of the data flow:
 
-    foundations -> datasets -> features -> modeling -> submit -> kaggle -> demo_run -> __main__
+    foundations -> datasets -> features -> modeling -> submit -> kaggle -> demo_run -> app -> __main__
 
 A module may import its own layer or an earlier one, never a later one, and no set of modules may
 import each other in a circle. The checks are first run on made-up graphs, so each can be seen to fail.

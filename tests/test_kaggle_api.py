@@ -142,16 +142,22 @@ FAILURES = {
     401: (kaggle_client.CredentialsMissing, "rejected your credentials"),
     403: (kaggle_client.RulesNotAccepted, f"https://www.kaggle.com/competitions/{COMPETITION}/rules"),
     404: (kaggle_client.NotFound, f"Competition '{COMPETITION}' was not found"),
+    429: (kaggle_client.RateLimited, "HTTP 429 (too many requests)"),
     500: (kaggle_client.ServerError, "HTTP 500"),
     DROP: (kaggle_client.NetworkUnreachable, "make data FROM=DIR"),
 }
+# A 404 on a submission: the official client's reading, the competition no longer taking submissions.
+SUBMIT_404 = (kaggle_client.LateSubmission, f"may no longer accept submissions (late submissions closed), or its "
+              f"name is wrong; see https://www.kaggle.com/competitions/{COMPETITION}")
+SUBMIT_DROP = (kaggle_client.NetworkUnreachable, "looks offline. Retry once it is online")
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=str)
 @pytest.mark.parametrize("step", STEPS)
 def test_failures_get_distinct_actionable_errors(kaggle_server, tmp_path, step, failure):
     rpc, run_step = STEPS[step]
-    error_class, advice = FAILURES[failure]
+    error_class, advice = {("submit", 404): SUBMIT_404, ("submit", DROP): SUBMIT_DROP}.get((step, failure),
+                                                                                         FAILURES[failure])
     kaggle_server.fail(rpc, failure)
 
     with pytest.raises(error_class) as excinfo:
@@ -159,13 +165,14 @@ def test_failures_get_distinct_actionable_errors(kaggle_server, tmp_path, step, 
 
     assert advice in str(excinfo.value)
     assert credential_leaks(error_texts(excinfo)) == []
-    assert len(kaggle_server.received(rpc)) == 1  # no blind retries
+    assert len(kaggle_server.received(rpc)) == 1  # no blind retries (the waits retry: kernel_push.py)
+    assert (kaggle_client.transient_reason(excinfo.value) is not None) == (failure in (429, 500, DROP))
     assert not (tmp_path / "raw" / f"{COMPETITION}.zip").exists()
     assert kaggle_server.submissions == []
 
 
 def test_error_messages_are_distinct():
-    classes = [error_class for error_class, _ in FAILURES.values()]
+    classes = [error_class for error_class, _ in [*FAILURES.values(), SUBMIT_404]]
     assert len(set(classes)) == len(classes) and all(issubclass(c, kaggle_client.KaggleError) for c in classes)
 
 
@@ -228,6 +235,23 @@ def test_refused_connection_is_reported_as_offline(refused_connections, tmp_path
     with pytest.raises(kaggle_client.NetworkUnreachable) as excinfo:
         kaggle_client.download_competition(COMPETITION, tmp_path)
     assert "offline" in str(excinfo.value) and "http://localhost:7777" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("name", kaggle_client.TOKEN_FILES)
+def test_a_token_file_is_named_and_masked_never_shown(kaggle_server, kaggle_env, monkeypatch, name):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    token_file = kaggle_env / ".kaggle" / name
+    token_file.parent.mkdir()
+    token_file.write_text("KGAT_revoked0123456789abcdef\n")
+
+    with pytest.raises(kaggle_client.CredentialsMissing) as excinfo:
+        kaggle_client.list_submissions(COMPETITION)
+
+    assert str(token_file) in str(excinfo.value)  # where the client found it
+    assert kaggle_client._redacted("a KGAT_revoked0123456789abcdef b") == "a *** b"
+    assert "KGAT_revoked0123456789abcdef" not in " ".join(error_texts(excinfo))
+    token_file.unlink()  # the leak check reads every file under tmp_path
 
 
 def test_access_token_is_checked_and_sent_as_bearer(kaggle_server, monkeypatch):
@@ -346,6 +370,39 @@ def test_kernel_status_and_output(kaggle_server, tmp_path):
     assert not (tmp_path / "runs" / ".kernel-output.partial").exists()
 
 
+def test_a_failed_output_file_is_an_error_not_its_content(kaggle_server, tmp_path):
+    kaggle_client.push_kernel(write_kernel(tmp_path / "kernel"))
+    kaggle_server.finish_kernel(KERNEL_ID, {"submission.csv": b"fname,label\n"})
+    kaggle_server.fail("KernelOutputFile", 503, times=1)
+
+    with pytest.raises(kaggle_client.ServerError):
+        kaggle_client.kernel_output(KERNEL_ID, tmp_path / "runs")
+    assert not (tmp_path / "runs" / "submission.csv").exists()
+
+    paths = kaggle_client.kernel_output(KERNEL_ID, tmp_path / "runs")
+    assert [p.read_bytes() for p in paths] == [b"fname,label\n"]
+
+
+def test_a_push_beyond_the_gpu_sessions_is_told_apart(kaggle_server, tmp_path):
+    kaggle_server.gpu_session_limit = 1
+    kaggle_client.push_kernel(write_kernel(tmp_path / "first", f"{FAKE_USERNAME}/fat-fold-1"))
+
+    with pytest.raises(kaggle_client.SessionLimitReached) as excinfo:
+        kaggle_client.push_kernel(write_kernel(tmp_path / "kernel"))
+
+    assert excinfo.value.limit == 1
+    assert "Maximum batch GPU session count of 1 reached" in str(excinfo.value)
+    assert KERNEL_ID not in kaggle_server.kernels
+    kaggle_client.push_kernel(write_kernel(tmp_path / "cpu", f"{FAKE_USERNAME}/fat-blend", enable_gpu=False))
+
+
+def test_gpu_quota(kaggle_server):
+    assert kaggle_client.gpu_quota() is None  # where Kaggle gives none
+    kaggle_server.gpu_quota = (12.25, 30.0)
+    assert kaggle_client.gpu_quota() == {"total_hours": 30.0, "used_hours": 12.25, "remaining_hours": 17.75,
+                                         "refresh": "2026-01-05 00:00 UTC"}
+
+
 @pytest.mark.parametrize(
     "rpc, failure, error_class",
     [
@@ -354,6 +411,8 @@ def test_kernel_status_and_output(kaggle_server, tmp_path):
         ("GetKernelSessionStatus", 404, kaggle_client.NotFound),
         ("ListKernelSessionOutput", 403, kaggle_client.Forbidden),
         ("ListKernelSessionOutput", 500, kaggle_client.ServerError),
+        ("ListKernelSessionOutput", 429, kaggle_client.RateLimited),
+        ("GetKernelSessionStatus", DROP, kaggle_client.NetworkUnreachable),
         ("SaveKernel", 503, kaggle_client.ServerError),
         ("SaveKernel", DROP, kaggle_client.NetworkUnreachable),
     ],

@@ -82,7 +82,23 @@ def test_submit_uploads_the_csv_with_its_cv_score_and_hashes(kaggle_server, subm
     [uploaded] = kaggle_server.submissions
     assert uploaded.content == submission.read_bytes() and uploaded.file_name == "night.csv"
     assert uploaded.description == f"night run | {DESCRIPTION}"
-    assert "make submissions" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    assert f"Kaggle: Successfully submitted to {COMPETITION}\n" in out  # the server's own reply
+    assert "make submissions" in out
+
+
+def test_the_servers_notes_on_a_submission_are_shown(kaggle_server, submission, capfd):
+    kaggle_server.submission_reply = "Your submission scored; 4 submissions remaining today"
+    assert submit(submission) == 0
+    assert "Kaggle: Your submission scored; 4 submissions remaining today" in capfd.readouterr().out
+
+
+def test_a_404_on_submit_says_the_competition_may_no_longer_accept_submissions(kaggle_server, submission, capfd):
+    kaggle_server.fail("CreateSubmission", 404)
+    assert submit(submission) == 2
+    err = error_line(capfd.readouterr().err)
+    assert "may no longer accept submissions" in err
+    assert f"https://www.kaggle.com/competitions/{COMPETITION}" in err
 
 
 def test_submit_without_a_record_says_so_in_the_description(kaggle_server, submission):

@@ -1,9 +1,11 @@
 """Kaggle kernels: what `make kernel` builds, pushes (to the stand-in server) and fetches, and the
-built scripts run offline on a demo competition laid out as Kaggle mounts it.
+built scripts run offline on a demo competition laid out as Kaggle mounts it (each layout Kaggle
+has used), up to a whole `FOLDS=all` plan run through the stand-in server.
 
 The scripts run in fresh processes, outside the repository and without PYTHONPATH, so they can only
 use the package embedded in them; /kaggle/input and /kaggle/working are mapped to folders under
-tmp_path with KAGGLE_INPUT_DIR and KAGGLE_WORKING_DIR.
+tmp_path with KAGGLE_INPUT_DIR and KAGGLE_WORKING_DIR, and KIT_KERNEL_ON_CPU=1 lets a kernel built
+for a GPU train on this machine's CPU. The plan's scheduling itself is test_kernel_schedule.py's.
 """
 
 import ast
@@ -21,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kaggle_server import COMPETITION, FAKE_USERNAME
+from kaggle_server import Kernel as ServerKernel
 from make_targets import run_make
 
 from competition.__main__ import main
 from competition.datasets.registry import get_dataset
 from competition.kaggle import kernel_build as kernel
-from competition.kaggle import kernel_push
+from competition.kaggle import kernel_run
 from competition.submit.submission import validate_submission
 from competition.workspace import Workspace
 
@@ -35,6 +38,7 @@ TITLE = "audio tagging kit"
 SLUG = "audio-tagging-kit"
 REF = f"{FAKE_USERNAME}/{SLUG}"
 FOLD_SLUGS = [f"{SLUG}-tiny-fold-0", f"{SLUG}-tiny-fold-1"]
+FEATURES_SLUG = f"{SLUG}-features"
 BLEND_SLUG = f"{SLUG}-blend"
 TINY_EXPERIMENT = """
 name = "tiny"
@@ -93,13 +97,14 @@ def test_kernel_folder_holds_the_metadata_and_a_self_contained_script(kit):
     folder = kit.kernel_builds / SLUG
     assert metadata_of(folder) == {
         "id": REF, "title": TITLE, "code_file": f"{SLUG}.py", "language": "python", "kernel_type": "script",
-        "is_private": True, "enable_gpu": True, "enable_tpu": False, "enable_internet": False,
-        "competition_sources": [COMPETITION], "dataset_sources": [], "kernel_sources": [], "model_sources": [],
+        "is_private": True, "enable_gpu": True, "machine_shape": "NvidiaTeslaT4", "enable_tpu": False,
+        "enable_internet": False, "competition_sources": [COMPETITION], "dataset_sources": [], "kernel_sources": [],
+        "model_sources": [],
     }
     assert kernel.slug_of(TITLE) == SLUG  # the id matches the slug Kaggle makes of the title
     script = (folder / f"{SLUG}.py").read_text()
     settings, package = settings_and_package(script)
-    assert settings == {"kind": "train", "competition": COMPETITION, "dataset": "demo",
+    assert settings == {"kind": "train", "gpu": "T4x2", "competition": COMPETITION, "dataset": "demo",
                         "experiments": [{"file": "tiny.toml", "toml": TINY_EXPERIMENT}]}
     modules = set(package.namelist())
     assert {"competition/__init__.py", "competition/kaggle/kernel_run.py", "competition/modeling/train.py",
@@ -111,20 +116,40 @@ def test_kernel_folder_holds_the_metadata_and_a_self_contained_script(kit):
     assert (folder / f"{SLUG}.py").read_text() == script
 
 
-def test_folds_all_builds_a_kernel_per_fold_and_a_blend_reading_them(kit):
+def test_folds_all_builds_a_features_kernel_a_kernel_per_fold_and_a_blend_reading_them(kit):
     build(kit, "--folds", "all", "--public")
 
+    features = metadata_of(kit.kernel_builds / FEATURES_SLUG)
+    assert features["enable_gpu"] is False and features["machine_shape"] is None  # no GPU quota spent on it
+    assert features["competition_sources"] == [COMPETITION] and features["kernel_sources"] == []
+    settings, _ = settings_and_package((kit.kernel_builds / FEATURES_SLUG / f"{FEATURES_SLUG}.py").read_text())
+    assert settings["kind"] == "features" and settings["gpu"] == "none"
+    assert settings["experiments"] == [{"file": "tiny.toml", "toml": TINY_EXPERIMENT}]
     for fold, slug in enumerate(FOLD_SLUGS):
         metadata = metadata_of(kit.kernel_builds / slug)
         assert metadata["id"] == f"{FAKE_USERNAME}/{slug}" and metadata["title"] == f"{TITLE} tiny fold {fold}"
         assert metadata["enable_gpu"] is True and metadata["is_private"] is False
+        assert metadata["kernel_sources"] == [f"{FAKE_USERNAME}/{FEATURES_SLUG}"]
         settings, _ = settings_and_package((kit.kernel_builds / slug / f"{slug}.py").read_text())
-        assert settings["kind"] == "fold" and settings["fold"] == fold
+        assert settings["kind"] == "fold" and settings["fold"] == fold and settings["features_kernel"] == FEATURES_SLUG
     blend = metadata_of(kit.kernel_builds / BLEND_SLUG)
     assert blend["kernel_sources"] == [f"{FAKE_USERNAME}/{slug}" for slug in FOLD_SLUGS]
     assert blend["competition_sources"] == [COMPETITION] and blend["enable_gpu"] is False
     settings, _ = settings_and_package((kit.kernel_builds / BLEND_SLUG / f"{BLEND_SLUG}.py").read_text())
     assert settings["kind"] == "blend" and settings["fold_kernels"] == {"tiny": FOLD_SLUGS}
+
+
+@pytest.mark.parametrize("gpu, enable_gpu, machine_shape", [
+    ("T4x2", True, "NvidiaTeslaT4"), ("P100", True, "NvidiaTeslaP100"), ("none", False, None)])
+def test_kernel_gpu_is_the_metadatas_machine_shape(kaggle_server, kit, gpu, enable_gpu, machine_shape):
+    assert main(kernel_command(kit, "--gpu", gpu)) == 0
+
+    metadata = metadata_of(kit.kernel_builds / SLUG)
+    assert (metadata["enable_gpu"], metadata["machine_shape"]) == (enable_gpu, machine_shape)
+    settings, _ = settings_and_package((kit.kernel_builds / SLUG / f"{SLUG}.py").read_text())
+    assert settings["gpu"] == gpu
+    pushed = kaggle_server.kernels[REF].metadata
+    assert pushed["enableGpu"] is enable_gpu and pushed.get("machineShape") == machine_shape
 
 
 def test_a_title_kaggle_would_refuse_is_an_error(kit, capfd):
@@ -157,49 +182,17 @@ def test_make_kernel_pushes_once_and_again_only_after_a_failure(kaggle_server, k
     assert kaggle_server.kernels[REF].version == 2
 
 
-def test_folds_all_pushes_the_blend_once_every_fold_kernel_completed(kaggle_server, kit, monkeypatch, capfd):
-    fold_refs = [f"{FAKE_USERNAME}/{slug}" for slug in FOLD_SLUGS]
-    blend_ref = f"{FAKE_USERNAME}/{BLEND_SLUG}"
+def test_a_kernel_refused_for_the_gpu_session_limit_is_pushed_again(kaggle_server, kaggle_time, kit, capfd):
+    kaggle_server.gpu_session_limit = 1
+    kaggle_server.kernels[f"{FAKE_USERNAME}/other-work"] = ServerKernel({"enableGpu": True}, "", status="RUNNING")
 
-    def pushed() -> list[str]:
-        return [request.json()["slug"] for request in kaggle_server.received("SaveKernel")]
+    assert main(kernel_command(kit)) == 0
 
-    def fold_kernels_finish(seconds):  # what happens on Kaggle while the kit waits
-        assert blend_ref not in pushed()
-        for ref in fold_refs:
-            kaggle_server.finish_kernel(ref, {})
-
-    monkeypatch.setattr(kernel_push.time, "sleep", fold_kernels_finish)
-    make_kernel_folds_all = kernel_command(kit, "--folds", "all", "--poll-seconds", "0")
-
-    assert main(make_kernel_folds_all) == 0
-
-    assert pushed() == fold_refs + [blend_ref]
-    blend_push = kaggle_server.received("SaveKernel")[-1].json()
-    assert blend_push["kernelDataSources"] == fold_refs and blend_push["enableGpu"] is False
     out = capfd.readouterr().out
-    assert f"{fold_refs[0]}: queued" in out and f"{fold_refs[1]}: complete" in out
-
-    kaggle_server.requests.clear()
-    assert main(make_kernel_folds_all) == 0  # nothing changed, nothing failed: nothing to push
-    assert pushed() == []
-
-    kaggle_server.kernels[fold_refs[1]].status = "ERROR"
-    assert main(make_kernel_folds_all) == 0  # the failed fold again, then the blend reading its new output
-    assert pushed() == [fold_refs[1], blend_ref]
-
-
-def test_folds_all_stops_when_a_fold_kernel_fails(kaggle_server, kit, monkeypatch, capfd):
-    def fold_0_fails(seconds):
-        kaggle_server.kernels[f"{FAKE_USERNAME}/{FOLD_SLUGS[0]}"].status = "ERROR"
-
-    monkeypatch.setattr(kernel_push.time, "sleep", fold_0_fails)
-
-    assert main(kernel_command(kit, "--folds", "all", "--poll-seconds", "0")) == 2
-
-    err = capfd.readouterr().err
-    assert f"kernel {FAKE_USERNAME}/{FOLD_SLUGS[0]} ended in state 'error'" in err and "make kernel-output" in err
-    assert f"{FAKE_USERNAME}/{BLEND_SLUG}" not in kaggle_server.kernels
+    assert "Maximum batch GPU session count of 1 reached; pushing again in 60 s" in out
+    assert f"{REF}: pushed version 1" in out
+    assert len(kaggle_server.received("SaveKernel")) == 2  # the refused push, then the one after the other ended
+    assert kaggle_server.max_gpu_sessions == 1
 
 
 def test_kernel_status_and_output(kaggle_server, kit, capfd):
@@ -224,9 +217,10 @@ def test_kernel_status_and_output(kaggle_server, kit, capfd):
 @pytest.mark.slow  # three fresh `make` processes
 def test_make_kernel_targets(kaggle_server, kit, no_tensorflow):
     variables = ["DATASET=demo", f"EXPERIMENTS={kit.root / 'experiments' / 'tiny.toml'}", f"KERNEL_TITLE={TITLE}"]
-    result = run_make("kernel", *variables, kit_home=kit.root, python_path=no_tensorflow)
+    result = run_make("kernel", *variables, "KERNEL_GPU=P100", kit_home=kit.root, python_path=no_tensorflow)
     assert result.returncode == 0, result.stderr
     assert kaggle_server.kernels[REF].text == (kit.kernel_builds / SLUG / f"{SLUG}.py").read_text()
+    assert kaggle_server.kernels[REF].metadata["machineShape"] == "NvidiaTeslaP100"
 
     kaggle_server.finish_kernel(REF, {"submission.csv": b"fname,label\n"})
     result = run_make("kernel-status", kit_home=kit.root, python_path=no_tensorflow)
@@ -248,24 +242,29 @@ def test_status_of_an_unknown_kernel_names_the_pushed_ones(kaggle_server, kit, c
 
 
 @pytest.fixture
-def kaggle_input(tmp_path, competition_archive) -> Path:
+def kaggle_input(tmp_path, competition_files) -> Path:
     """/kaggle/input holding the demo competition under the competition's name, as Kaggle mounts it."""
-    unpacked = competition_archive.with_name(competition_archive.stem + "-unpacked")
-    shutil.copytree(unpacked, tmp_path / "input" / COMPETITION, ignore=shutil.ignore_patterns("demo.json"))
+    shutil.copytree(competition_files, tmp_path / "input" / COMPETITION)
     return tmp_path / "input"
 
 
-def run_script(script: Path, input_dir: Path, working_dir: Path, tmp_path: Path) -> str:
-    """`python <script>` from an empty folder, with no PYTHONPATH: only the embedded package can serve."""
+def run_kernel_script(script: Path, input_dir: Path, working_dir: Path, tmp_path: Path) -> tuple[int, str]:
+    """`python <script>` from an empty folder, with no PYTHONPATH: only the embedded package can serve.
+    Returns the exit code and the log (stdout, then stderr)."""
     scratch = tmp_path / "scratch"  # the kernel's temporary folders, under tmp_path for the credential check
     scratch.mkdir(exist_ok=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "KIT_"))}
     env.update(KAGGLE_INPUT_DIR=str(input_dir), KAGGLE_WORKING_DIR=str(working_dir), TMPDIR=str(scratch),
-               TF_CPP_MIN_LOG_LEVEL="2")
+               TF_CPP_MIN_LOG_LEVEL="2", **{kernel_run.ON_CPU_VARIABLE: "1"})
     result = subprocess.run([sys.executable, str(script)], cwd=scratch, env=env, capture_output=True, text=True,
                             timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return result.returncode, result.stdout + result.stderr
+
+
+def run_script(script: Path, input_dir: Path, working_dir: Path, tmp_path: Path) -> str:
+    returncode, log = run_kernel_script(script, input_dir, working_dir, tmp_path)
+    assert returncode == 0, log
+    return log
 
 
 def fnames_in(csv_path: Path) -> list[str]:
@@ -273,35 +272,36 @@ def fnames_in(csv_path: Path) -> list[str]:
         return [row["fname"] for row in csv.DictReader(handle)]
 
 
-def assert_valid_submission(working_dir: Path, kaggle_input: Path) -> None:
+def assert_valid_submission(working_dir: Path, competition_files: Path, runs: tuple[str, ...] = ("demo-tiny",)) -> None:
     dataset = get_dataset("demo")
-    test_fnames = fnames_in(kaggle_input / COMPETITION / "sample_submission.csv")
+    test_fnames = fnames_in(competition_files / "sample_submission.csv")
     assert validate_submission(working_dir / "submission.csv", test_fnames, dataset.labels) == len(test_fnames)
     record = json.loads((working_dir / "submission.json").read_text())
-    assert [member["run"] for member in record["members"]] == ["demo-tiny"]
+    assert [member["run"] for member in record["members"]] == list(runs)
 
 
-def assert_complete_run(run_dir: Path, kaggle_input: Path) -> None:
-    train_fnames = fnames_in(kaggle_input / COMPETITION / "train.csv")
+def assert_complete_run(run_dir: Path, competition_files: Path, folds: int = 2) -> None:
+    train_fnames = fnames_in(competition_files / "train.csv")
     oof = np.load(run_dir / "oof.npz")
     assert sorted(oof["fnames"].tolist()) == sorted(train_fnames)  # every train clip predicted once, out of fold
-    assert json.loads((run_dir / "scores.json").read_text())["folds"].keys() == {"0", "1"}
-    for fold in (0, 1):
+    assert json.loads((run_dir / "scores.json").read_text())["folds"].keys() == {str(k) for k in range(folds)}
+    for fold in range(folds):
         assert {p.name for p in (run_dir / f"fold-{fold}").iterdir()} >= {"model.keras", "oof.npz", "test.npz",
                                                                           "done.json"}
 
 
 @pytest.mark.slow
 def test_train_kernel_runs_offline_and_its_output_goes_to_the_leaderboard(
-        kaggle_server, kit, kaggle_input, tmp_path, capfd):
+        kaggle_server, kit, kaggle_input, competition_files, tmp_path, capfd):
     build(kit)
     working = tmp_path / "working"
 
     log = run_script(kit.kernel_builds / SLUG / f"{SLUG}.py", kaggle_input, working, tmp_path)
 
     assert "libraries: numpy" in log and "demo: 12 train clips, 6 test clips" in log
-    assert_valid_submission(working, kaggle_input)
-    assert_complete_run(working / "demo-tiny", kaggle_input)
+    assert "built for a GPU (T4x2) but training on the CPU" in log
+    assert_valid_submission(working, competition_files)
+    assert_complete_run(working / "demo-tiny", competition_files)
     assert not list(working.rglob("checkpoint.keras")) and not (working / "features").exists()
 
     # What Kaggle would serve as the kernel's output, fetched and submitted from the kit.
@@ -316,19 +316,43 @@ def test_train_kernel_runs_offline_and_its_output_goes_to_the_leaderboard(
     assert submission.description.startswith("CV map@3 ") and " demo-tiny exp " in submission.description
 
 
-@pytest.mark.slow
-def test_fold_kernels_then_the_blend_kernel_run_offline(kit, kaggle_input, tmp_path):
-    build(kit, "--folds", "all")
+PLAN_EXPERIMENTS = {  # two experiments of three folds each: a features kernel, six fold kernels, a blend
+    "plan-logmel": TINY_EXPERIMENT.replace('name = "tiny"', 'name = "plan-logmel"').replace("k = 2", "k = 3"),
+    "plan-mfcc": TINY_EXPERIMENT.replace('name = "tiny"', 'name = "plan-mfcc"').replace("k = 2", "k = 3")
+                                .replace('kind = "logmel"', 'kind = "mfcc"\nn_mfcc = 20'),
+}
 
-    for fold, slug in enumerate(FOLD_SLUGS):
-        # Kaggle mounts a source kernel's output at /kaggle/input/<slug>/.
-        log = run_script(kit.kernel_builds / slug / f"{slug}.py", kaggle_input, kaggle_input / slug, tmp_path)
-        assert f"outputs in {kaggle_input / slug}: demo-tiny" in log
-        assert {p.name for p in (kaggle_input / slug / "demo-tiny").iterdir()} == {"config.json", f"fold-{fold}"}
-    working = tmp_path / "working"
 
-    log = run_script(kit.kernel_builds / BLEND_SLUG / f"{BLEND_SLUG}.py", kaggle_input, working, tmp_path)
+@pytest.mark.slow  # eight kernel scripts, each a fresh process
+def test_a_folds_all_plan_runs_through_the_stand_in_kaggle(
+        kaggle_server, kaggle_time, kit, competition_files, tmp_path, capfd):
+    experiments = []
+    for name, text in PLAN_EXPERIMENTS.items():
+        experiments += ["--experiment", str(kit.root / "experiments" / f"{name}.toml")]
+        (kit.root / "experiments" / f"{name}.toml").write_text(text)
+    kaggle_server.run_kernels_with(lambda script, input_dir, working: run_kernel_script(
+        script, input_dir, working, tmp_path), tmp_path / "sessions", layout="nested")
+    command = ["kernel", "--dataset", "demo", *experiments, "--title", TITLE, "--folds", "all"]
 
-    assert "demo-tiny: OOF map@3" in log and "from 2 fold kernels" in log
-    assert_valid_submission(working, kaggle_input)
-    assert_complete_run(working / "demo-tiny", kaggle_input)
+    assert main(command) == 0
+
+    assert kaggle_server.max_gpu_sessions == 2  # KERNEL_SLOTS' default, with six fold kernels to run
+    kernels = kaggle_server.kernels
+    assert len(kernels) == 8 and {k.status for k in kernels.values()} == {"COMPLETE"}, capfd.readouterr()
+    features_ref = f"{FAKE_USERNAME}/{FEATURES_SLUG}"
+    for name in PLAN_EXPERIMENTS:
+        for fold in range(3):
+            fold_kernel = kernels[f"{FAKE_USERNAME}/{SLUG}-{name}-fold-{fold}"]
+            assert fold_kernel.pushed_at >= kernels[features_ref].finished_at
+            log = "".join(line["data"] for line in json.loads(fold_kernel.log))
+            assert f"feature caches {name.split('-')[1]}-" in log and f"from kernel {FEATURES_SLUG}" in log
+            assert " train:" not in log  # no feature computing (its progress bar) on the GPU's time
+    capfd.readouterr()
+
+    assert main(["kernel-output"]) == 0
+
+    blend_output = kit.runs / BLEND_SLUG
+    assert_valid_submission(blend_output, competition_files, runs=("demo-plan-logmel", "demo-plan-mfcc"))
+    for name in PLAN_EXPERIMENTS:
+        assert_complete_run(blend_output / f"demo-{name}", competition_files, folds=3)
+    assert not (kit.runs / FEATURES_SLUG).exists()  # the feature cache is an input, fetched only when named

@@ -4,15 +4,21 @@
 embeds the kit's runtime package as a zip (the kernel needs no internet and no pip) and the
 settings of what `competition.kaggle.kernel_run` does there, and `kernel-metadata.json`. The
 runtime package is every module of `competition/`, subpackages included, but the demo's renderer
-and walkthrough (`KERNEL_LEAVES_OUT`), which a kernel never runs; the benchmarks live outside the
+and walkthrough and the local app (`KERNEL_LEAVES_OUT`), which a kernel never runs; the benchmarks live outside the
 package. Kinds of kernel:
 
-    train   one kernel trains every fold of the experiments, blends the runs, writes submission.csv
-    fold    `FOLDS=all`: one kernel per experiment and fold, all pushed at once, so Kaggle runs
-            them in parallel, each on its own GPU
-    blend   `FOLDS=all`: reads the fold kernels' outputs (its `kernel_sources`), assembles the
-            runs, blends them and writes submission.csv; pushed once every fold kernel completed,
-            as Kaggle runs a kernel as soon as it is pushed
+    train     one kernel trains every fold of the experiments, blends the runs, writes submission.csv
+    features  `FOLDS=all`: on the CPU (no GPU quota), the feature caches and folds of all the
+              experiments, computed once and written as its output
+    fold      `FOLDS=all`: one kernel per experiment and fold, reading the features kernel's output
+              (its `kernel_sources`), so it starts training at once on its GPU
+    blend     `FOLDS=all`: reads the fold kernels' outputs, assembles the runs, blends them and
+              writes submission.csv
+
+Kaggle runs a kernel as soon as it is pushed, on the output its sources have then, so each kernel
+is pushed once its sources completed (kernel_schedule.py). `KERNEL_GPU` picks the GPU of the
+training kernels (`GPU_SHAPES`: Kaggle's `machine_shape`; with `enable_gpu` alone Kaggle assigns
+a P100); the features and blend kernels never hold one.
 """
 
 from __future__ import annotations
@@ -30,12 +36,22 @@ from competition.errors import KitError
 from competition.workspace import KIT_ROOT, atomic_write_text
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # competition/
-# Modules of the package a kernel never runs: the demo competition's renderer and the demo walkthrough.
-KERNEL_LEAVES_OUT = ("datasets/demo_synth.py", "demo_run.py")
+# What of the package a kernel never runs (modules, or folders ending in /): the demo competition's
+# renderer, the demo walkthrough, the local app.
+KERNEL_LEAVES_OUT = ("datasets/demo_synth.py", "demo_run.py", "app/")
+
+
+def left_out_of_kernels(module: str) -> bool:
+    """Whether a module path relative to competition/ (posix) stays out of built kernels."""
+    return any(module == item or (item.endswith("/") and module.startswith(item)) for item in KERNEL_LEAVES_OUT)
 SCRIPT_TEMPLATE = KIT_ROOT / "kernels" / "kernel_script.py.template"
 METADATA_TEMPLATE = KIT_ROOT / "kernels" / "kernel-metadata.json"
 METADATA_FILE = "kernel-metadata.json"
 TITLE_LENGTHS = range(5, 51)  # what Kaggle accepts for a kernel title
+# KERNEL_GPU -> the metadata's `machine_shape` (kagglesdk's ApiSaveKernelRequest; "GPU T4 x2" in
+# Kaggle's editor is NvidiaTeslaT4). "none" trains on the CPU, without GPU quota.
+GPU_SHAPES = {"T4x2": "NvidiaTeslaT4", "P100": "NvidiaTeslaP100", "none": None}
+DEFAULT_GPU = "T4x2"
 # A fixed time stamp for the embedded package's files, so an unchanged kit builds a byte-identical
 # script and an unchanged kernel is not pushed again.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -48,13 +64,23 @@ class KernelError(KitError, RuntimeError):
 @dataclass(frozen=True)
 class Kernel:
     title: str
-    settings: dict  # what competition.kernel_run does on Kaggle
+    settings: dict  # what competition.kaggle.kernel_run does on Kaggle (settings["gpu"]: the KERNEL_GPU it checks)
     enable_gpu: bool
-    kernel_sources: tuple[str, ...] = ()
+    kernel_sources: tuple[str, ...] = ()  # owner/slug refs of the kernels whose output it reads
+    machine_shape: str | None = None  # the metadata's; None: Kaggle's default for enable_gpu
 
     @property
     def slug(self) -> str:
         return slug_of(self.title)
+
+    @property
+    def kind(self) -> str:
+        return self.settings["kind"]
+
+
+def _on(gpu: str) -> dict:
+    """The Kernel fields that KERNEL_GPU=`gpu` makes."""
+    return {"enable_gpu": GPU_SHAPES[gpu] is not None, "machine_shape": GPU_SHAPES[gpu]}
 
 
 def slug_of(title: str) -> str:
@@ -65,11 +91,14 @@ def slug_of(title: str) -> str:
 
 
 def plan_kernels(experiment_paths: list[Path], *, title: str, dataset: str, competition: str,
-                 per_fold: bool, username: str) -> list[Kernel]:
-    """The kernels to build, in push order: one train kernel, or fold kernels then the blend kernel."""
+                 per_fold: bool, username: str, gpu: str = DEFAULT_GPU) -> list[Kernel]:
+    """The kernels to build, in push order: one train kernel, or the features kernel, the fold
+    kernels and the blend kernel (each after the kernels it reads)."""
     from competition.config import load_experiment
     from competition.datasets.registry import get_dataset
 
+    if gpu not in GPU_SHAPES:
+        raise KernelError(f"KERNEL_GPU={gpu} is none of {', '.join(GPU_SHAPES)}")
     experiments = [load_experiment(Path(path), dataset) for path in experiment_paths]
     names = [experiment.name for experiment in experiments]
     if len(set(names)) != len(names):
@@ -77,20 +106,25 @@ def plan_kernels(experiment_paths: list[Path], *, title: str, dataset: str, comp
     sources = [{"file": Path(path).name, "toml": Path(path).read_text()} for path in experiment_paths]
     common = {"competition": competition, "dataset": dataset}
     if not per_fold:
-        return [_checked(Kernel(title, {**common, "kind": "train", "experiments": sources}, enable_gpu=True))]
+        return [_checked(Kernel(title, {**common, "kind": "train", "gpu": gpu, "experiments": sources}, **_on(gpu)))]
     if get_dataset(dataset).fold_rule != "stratified":
         raise KernelError(f"{dataset} has predefined folds; kernels per fold are made for the competition's "
                           "stratified folds")
+    features = _checked(Kernel(f"{title} features", {**common, "kind": "features", "gpu": "none",
+                                                      "experiments": sources}, **_on("none")))
     fold_kernels, slugs_by_experiment = [], {}
     for experiment, source in zip(experiments, sources):
         for fold in range(experiment.folds.k):
-            settings = {**common, "kind": "fold", "experiments": [source], "fold": fold}
-            fold_kernels.append(_checked(Kernel(f"{title} {experiment.name} fold {fold}", settings, enable_gpu=True)))
+            settings = {**common, "kind": "fold", "gpu": gpu, "experiments": [source], "fold": fold,
+                        "features_kernel": features.slug}
+            fold_kernels.append(_checked(Kernel(f"{title} {experiment.name} fold {fold}", settings, **_on(gpu),
+                                                kernel_sources=(f"{username}/{features.slug}",))))
             slugs_by_experiment.setdefault(experiment.name, []).append(fold_kernels[-1].slug)
-    blend_settings = {**common, "kind": "blend", "experiments": sources, "fold_kernels": slugs_by_experiment}
-    blend = Kernel(f"{title} blend", blend_settings, enable_gpu=False,
+    blend_settings = {**common, "kind": "blend", "gpu": "none", "experiments": sources,
+                      "fold_kernels": slugs_by_experiment}
+    blend = Kernel(f"{title} blend", blend_settings, **_on("none"),
                    kernel_sources=tuple(f"{username}/{kernel.slug}" for kernel in fold_kernels))
-    return fold_kernels + [_checked(blend)]
+    return [features, *fold_kernels, _checked(blend)]
 
 
 def _checked(kernel: Kernel) -> Kernel:
@@ -107,7 +141,7 @@ def write_kernel(kernel: Kernel, *, username: str, build_dir: Path, private: boo
     metadata = json.loads(METADATA_TEMPLATE.read_text())
     filled = {
         "id": f"{username}/{kernel.slug}", "title": kernel.title, "code_file": script_name,
-        "is_private": private, "enable_gpu": kernel.enable_gpu,
+        "is_private": private, "enable_gpu": kernel.enable_gpu, "machine_shape": kernel.machine_shape,
         "competition_sources": [kernel.settings["competition"]], "kernel_sources": list(kernel.kernel_sources),
     }
     unknown = set(filled) - set(metadata)
@@ -129,7 +163,7 @@ def kernel_modules() -> list[Path]:
     """The runtime package's modules, relative to competition/, subpackages included."""
     modules = sorted(path.relative_to(PACKAGE_DIR) for path in PACKAGE_DIR.rglob("*.py")
                      if "__pycache__" not in path.parts)
-    return [module for module in modules if module.as_posix() not in KERNEL_LEAVES_OUT]
+    return [module for module in modules if not left_out_of_kernels(module.as_posix())]
 
 
 def _package_zip_base64() -> str:

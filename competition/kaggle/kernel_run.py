@@ -3,17 +3,23 @@
 Kaggle mounts the competition's files and the outputs of source kernels read-only under
 /kaggle/input and keeps what a kernel writes to /kaggle/working as its output. KAGGLE_INPUT_DIR
 and KAGGLE_WORKING_DIR put them elsewhere (the tests run built kernels on the demo competition
-so). The kit's workspace (linked data, feature cache, folds) lives in a scratch folder, so the
-output holds only what is worth downloading:
+so). Where under /kaggle/input a source sits has changed over the years (`find_input`): the
+competition at `<slug>/` or `competitions/<slug>/`, sometimes with its audio one folder deeper
+(`audio_train/audio_train/`); a kernel's output at `<slug>/` or `notebooks/<owner>/<slug>/`.
+The kit's workspace (linked data, feature cache, folds) lives in a scratch folder, so the output
+holds only what is worth downloading:
 
     <run>/config.json, <run>/fold-<k>/   model.keras, oof.npz, test.npz, history.csv, done.json
     <run>/oof.npz, test.npz, scores.json  the assembled run (train and blend kernels)
     submission.csv, submission.json       the blend of the runs (train and blend kernels)
+    features/, folds/                     the features kernel's (kernel_features.py)
 
-A fold kernel trains one fold; every fold kernel makes the same folds (saved nowhere, but made
-from the experiment's seed), so the blend kernel's assembled OOF predictions cover each train clip
-once. Only what the kit needs at the top is imported here: the rest loads after the versions of
-the image's libraries are printed, so a failing import shows next to them in the log.
+A fold kernel trains one fold on the features kernel's caches and folds, so the blend kernel's
+assembled OOF predictions cover each train clip once. A kernel built for a GPU stops at once
+when its session has none (Kaggle without phone verification, or a CPU session) rather than
+spend hours training on the CPU; KIT_KERNEL_ON_CPU=1 lets it go on (the tests run kernels so).
+Only what the kit needs at the top is imported here: the rest loads after the versions of the
+image's libraries are printed, so a failing import shows next to them in the log.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from pathlib import Path
 
 INPUT_DIR_VARIABLE = "KAGGLE_INPUT_DIR"
 WORKING_DIR_VARIABLE = "KAGGLE_WORKING_DIR"
+ON_CPU_VARIABLE = "KIT_KERNEL_ON_CPU"
 SUBMISSION_NAME = "submission"
+KINDS = ("train", "features", "fold", "blend")
 REPORTED_DISTRIBUTIONS = ("numpy", "pandas", "scipy", "scikit-learn", "tensorflow", "tensorflow-cpu", "keras",
                           "librosa", "soundfile", "soxr", "numba")
 
@@ -42,22 +50,35 @@ def main(settings: dict) -> None:
     working_dir = Path(os.environ.get(WORKING_DIR_VARIABLE, "/kaggle/working"))
     print_versions()
     kind = settings["kind"]
-    if kind not in ("train", "fold", "blend"):
+    if kind not in KINDS:
         raise KernelError(f"unknown kernel kind {kind!r} in SETTINGS")
+    if kind in ("train", "fold"):
+        check_devices(settings.get("gpu", "none"))
     workspace = Workspace(Path(tempfile.mkdtemp(prefix="kit-workspace-")))
     dataset, index = prepare_data(workspace, settings, input_dir)
     experiments = load_experiments(workspace, settings["experiments"], dataset.name)
+    working_dir.mkdir(parents=True, exist_ok=True)
+    if kind == "features":
+        from competition.kaggle.kernel_features import write_features_output
+
+        keys = write_features_output(workspace, dataset, index, experiments, working_dir)
+        print(f"feature caches {', '.join(keys)} and folds in {working_dir}")
+        return
     if kind == "blend":
         run_dirs = [collect_folds(workspace, dataset, index, experiment, settings["fold_kernels"][experiment.name],
                                   input_dir) for experiment in experiments]
     else:
         from competition.modeling.train import train_experiment
 
-        print_devices()
+        if kind == "fold" and settings.get("features_kernel"):
+            from competition.kaggle.kernel_features import adopt_features
+
+            source = settings["features_kernel"]
+            keys = adopt_features(workspace, dataset, index, experiments, find_input(input_dir, source), source)
+            print(f"feature caches {', '.join(keys)} and folds from kernel {source}", flush=True)
         only_folds = [settings["fold"]] if kind == "fold" else None
         run_dirs = [train_experiment(workspace, dataset, index, experiment, only_folds=only_folds)
                     for experiment in experiments]
-    working_dir.mkdir(parents=True, exist_ok=True)
     for run_dir in run_dirs:
         shutil.copytree(run_dir, working_dir / run_dir.name, ignore=left_out_of_output, dirs_exist_ok=True)
     if kind != "fold":
@@ -84,15 +105,27 @@ def print_versions() -> None:
     print("libraries: " + ", ".join(versions), flush=True)
 
 
-def print_devices() -> None:
+def check_devices(gpu: str) -> None:
+    """Print the GPUs this session has; stop when the kernel was built for one and has none."""
     import tensorflow as tf
 
+    from competition.kaggle.kernel_build import KernelError
+
     gpus = tf.config.list_physical_devices("GPU")
-    print("GPUs: " + (", ".join(gpu.name for gpu in gpus) if gpus else "none, training on the CPU"), flush=True)
+    print("GPUs: " + (", ".join(gpu.name for gpu in gpus) if gpus else "none"), flush=True)
+    if gpus or gpu == "none":
+        return
+    if os.environ.get(ON_CPU_VARIABLE) == "1":
+        print(f"built for a GPU ({gpu}) but training on the CPU, as {ON_CPU_VARIABLE}=1 asks", flush=True)
+        return
+    raise KernelError(f"this kernel was built for a GPU ({gpu}) but its session has none, so it stops rather "
+                      "than spend hours on the CPU: Kaggle gives GPUs only to phone-verified accounts "
+                      "(Settings > Phone verification) and within the weekly quota; or build it with KERNEL_GPU=none")
 
 
 def find_input(input_dir: Path, name: str) -> Path:
-    """Where Kaggle mounted the source `name`: input/<name>, or one or two folders further down."""
+    """Where Kaggle mounted the source `name`: input/<name>, or one or two folders further down
+    (input/competitions/<name>, input/notebooks/<owner>/<name>)."""
     for pattern in (name, f"*/{name}", f"*/*/{name}"):
         for candidate in sorted(input_dir.glob(pattern)):
             if candidate.is_dir():
@@ -104,6 +137,22 @@ def find_input(input_dir: Path, name: str) -> Path:
                       "is it among the kernel's sources in kernel-metadata.json?")
 
 
+def competition_files(workspace, mounted: Path) -> Path:
+    """The competition's files as the dataset's indexer expects them: `mounted` itself, or, where
+    Kaggle mounts each audio folder inside one of the same name (audio_train/audio_train/), a
+    folder of links to the CSVs and the inner audio folders."""
+    from competition.datasets.freesound import AUDIO_DIRS
+
+    if not all((mounted / name / name).is_dir() for name in AUDIO_DIRS):
+        return mounted
+    flattened = workspace.root / "mounted-competition"
+    flattened.mkdir(parents=True, exist_ok=True)
+    for item in mounted.iterdir():
+        inner = item / item.name if item.name in AUDIO_DIRS else item
+        (flattened / item.name).symlink_to(inner.resolve(), target_is_directory=inner.is_dir())
+    return flattened
+
+
 def prepare_data(workspace, settings: dict, input_dir: Path):
     """The competition's mounted files as the dataset's copy in the workspace (by the dataset's own
     local-copy rule, as `make data FROM=DIR`), verified and indexed."""
@@ -111,7 +160,8 @@ def prepare_data(workspace, settings: dict, input_dir: Path):
     from competition.datasets.registry import get_dataset
 
     dataset = get_dataset(settings["dataset"])
-    root = obtain(workspace, dataset.name, from_dir=find_input(input_dir, settings["competition"]))
+    mounted = competition_files(workspace, find_input(input_dir, settings["competition"]))
+    root = obtain(workspace, dataset.name, from_dir=mounted)
     return dataset, dataset.index(root)
 
 

@@ -4,7 +4,8 @@
 else, so an invalid file is never uploaded. The submission's description carries the user's note
 (MSG), then the CV score and each blended run's experiment and feature hashes from the CSV's
 `.json` record (written by `make ensemble` and by kernels), so a leaderboard score can be traced
-back to the exact configurations. Nothing here loads TensorFlow.
+back to the exact configurations. Kaggle's reply to the submission is shown as it comes (it carries
+notes such as the daily limit). Nothing here loads TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def submission_message(csv_path: Path, note: str | None) -> str:
 
 
 def submit(workspace, csv_path: Path, *, dataset_name: str, competition: str, note: str | None) -> str:
-    """Validate `csv_path` against the dataset's test clips, then upload it; returns the description."""
+    """Validate `csv_path` against the dataset's test clips, then upload it and show Kaggle's reply;
+    returns the description."""
     from competition import kaggle_client
     from competition.datasets.registry import get_dataset
     from competition.submit.submission import validate_submission
@@ -41,7 +43,9 @@ def submit(workspace, csv_path: Path, *, dataset_name: str, competition: str, no
     index = dataset.index(workspace.dataset_dir(dataset.name))
     validate_submission(Path(csv_path), index.test["fname"].tolist(), dataset.labels)
     message = submission_message(Path(csv_path), note)
-    kaggle_client.submit(competition, Path(csv_path), message)
+    reply = kaggle_client.submit(competition, Path(csv_path), message)
+    if reply:
+        print(f"Kaggle: {reply}")
     return message
 
 

@@ -1,0 +1,21 @@
+"""The account's weekly GPU quota, shown before kernels are pushed (`make kernel`).
+
+Kaggle grants GPU hours per week (about 30) and counts every hour a GPU session is held, whether it
+trains or not; the kit's features and blend kernels hold none. The quota comes from the client's
+`quota_view`, where Kaggle answers it; where it does not, the push goes on without it.
+"""
+
+from __future__ import annotations
+
+from competition.kaggle.waiting import Clock, patiently
+
+
+def quota_line(clock: Clock | None = None) -> str | None:
+    """`GPU quota: 25.5 of 30.0 h left this week (renews ...)`, or None when Kaggle gives none."""
+    from competition import kaggle_client
+
+    quota = patiently(kaggle_client.gpu_quota, what="asking for the GPU quota", clock=clock or Clock())
+    if quota is None:
+        return None
+    renews = f" (renews {quota['refresh']})" if quota["refresh"] else ""
+    return f"GPU quota: {quota['remaining_hours']:.1f} of {quota['total_hours']:.1f} h left this week{renews}"
