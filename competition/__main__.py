@@ -77,12 +77,18 @@ def cmd_features(args, workspace: Workspace) -> None:
 
 
 def cmd_train(args, workspace: Workspace) -> None:
+    from competition.features.cache import build_feature_sets
     from competition.modeling.runs import Run
     from competition.modeling.train import train_experiment
 
     dataset, index = _dataset_and_index(workspace, args.dataset)
-    for path in _experiment_paths(args):
-        run_dir = train_experiment(workspace, dataset, index, _experiment(path, args), run_name=args.run,
+    experiments = [_experiment(path, args) for path in _experiment_paths(args)]
+    # Every experiment's features first, in one pass (each clip decoded once), before TensorFlow is
+    # loaded by the first training: feature workers are forked from this process.
+    build_feature_sets(workspace, dataset.name, {"train": index.train, "test": index.test},
+                       [experiment.features for experiment in experiments])
+    for experiment in experiments:
+        run_dir = train_experiment(workspace, dataset, index, experiment, run_name=args.run,
                                    only_folds=args.fold, exclude_sources=args.exclude_sources_of)
         run = Run(run_dir)
         if run.has_scores():  # all folds trained and assembled
@@ -163,13 +169,17 @@ def cmd_submissions(args, workspace: Workspace) -> None:
 
 def cmd_kernel(args, workspace: Workspace) -> None:
     from competition import kaggle_client
+    from competition.config import load_experiment
+    from competition.datasets.registry import get_dataset
+    from competition.kaggle.gpu_hours import check_plan, plan_hours, training_clips
     from competition.kaggle.kernel_build import plan_kernels, write_kernel
     from competition.kaggle.kernel_push import push_kernel
     from competition.kaggle.kernel_schedule import run_schedule
-    from competition.kaggle.quota import quota_line
+    from competition.kaggle.quota import gpu_quota
 
     username = args.username or kaggle_client.username()
-    kernels = plan_kernels(_experiment_paths(args), title=args.title,
+    paths = _experiment_paths(args)
+    kernels = plan_kernels(paths, title=args.title,
                            dataset=args.dataset, competition=_competition(args),
                            per_fold=args.fold_kernels == "all", username=username, gpu=args.gpu)
     folders = [write_kernel(kernel, username=username, build_dir=workspace.kernel_builds, private=not args.public)
@@ -177,9 +187,10 @@ def cmd_kernel(args, workspace: Workspace) -> None:
     print("built " + ", ".join(str(folder) for folder in folders))
     if args.build_only:
         return
-    quota = quota_line()
-    if quota:
-        print(quota)
+    clips = training_clips(workspace, get_dataset(args.dataset))
+    experiments = {Path(path).name: load_experiment(Path(path), args.dataset) for path in paths}
+    hours = None if clips is None else plan_hours(kernels, experiments, clips)
+    check_plan(hours, gpu_quota(), force=args.force)
     if len(kernels) == 1:
         last = push_kernel(folders[0], kind=kernels[0].kind, poll_seconds=args.poll_seconds)
         print(f"follow it with `make kernel-status`; once complete: make kernel-output KERNEL={last['ref']}")
@@ -334,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--username", help="Kaggle username (default: the one of your credentials)")
     sub.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
     sub.add_argument("--build-only", action="store_true", help="build, do not push")
+    sub.add_argument("--force", action="store_true", help="push even when the plan's estimated GPU hours exceed "
+                     "the quota left this week")
     sub.add_argument("--poll-seconds", type=float, default=60.0,
                      help="with --folds all: how often to ask for the kernels' states")
     for name, handler, help in (("kernel-status", cmd_kernel_status, "state of pushed kernels"),

@@ -134,10 +134,20 @@ class TrainConfig:
     keep_epoch: str = "best"      # best: the epoch with the best OOF metric; last: the final epoch, no early stop
     tta_crops: int = 5
     seed: int = 0
+    # Used only where TensorFlow sees a GPU (train.py's `device_settings`); on the CPU nothing changes.
+    # They are hashed like any setting away from its neutral value: on a GPU they change what is
+    # trained (another batch size is another recipe; float16 another rounding), and a run's hash must
+    # say what trained it wherever it ran.
+    gpu_batch_size: int = setting(0)  # 0: batch_size; a GPU keeps busy on larger batches than a CPU
+    gpu_mixed_precision: bool = setting(False)  # float16 compute, float32 weights and softmax head
 
     def __post_init__(self):
         if self.keep_epoch not in ("best", "last"):
             raise ConfigError(f"train.keep_epoch must be best or last, not {self.keep_epoch!r}")
+        if not isinstance(self.gpu_mixed_precision, bool):
+            raise ConfigError(f"train.gpu_mixed_precision must be true or false, not {self.gpu_mixed_precision!r}")
+        if self.gpu_batch_size < 0:
+            raise ConfigError(f"train.gpu_batch_size must be 0 (the batch_size) or more, not {self.gpu_batch_size}")
 
 
 @dataclass(frozen=True)

@@ -152,10 +152,18 @@ def compute_clips(table: pd.DataFrame, caches: dict[Path, FeatureConfig], found:
 
         for config in caches.values():
             blank_features(config)
-        # fork: workers inherit the imported modules instead of importing them again.
-        with multiprocessing.get_context("fork").Pool(workers, initializer=prepare_worker) as pool:
-            for written in pool.imap_unordered(_compute_clip, jobs, chunksize=4):
-                collect(written)
+        import gc
+
+        # fork: workers inherit the imported modules instead of importing them again. Everything the
+        # parent holds is frozen out of the workers' garbage collection first: a worker that collected
+        # an inherited TensorFlow object (when this runs after TensorFlow was loaded) could abort.
+        gc.freeze()
+        try:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=prepare_worker) as pool:
+                for written in pool.imap_unordered(_compute_clip, jobs, chunksize=4):
+                    collect(written)
+        finally:
+            gc.unfreeze()
     else:
         from threadpoolctl import threadpool_limits
 

@@ -76,6 +76,13 @@ def main(settings: dict) -> None:
             source = settings["features_kernel"]
             keys = adopt_features(workspace, dataset, index, experiments, find_input(input_dir, source), source)
             print(f"feature caches {', '.join(keys)} and folds from kernel {source}", flush=True)
+        else:
+            from competition.features.cache import build_feature_sets
+
+            # All experiments' features first, before TensorFlow is loaded by the first training:
+            # the feature workers are forked from this process.
+            build_feature_sets(workspace, dataset.name, {"train": index.train, "test": index.test},
+                               [experiment.features for experiment in experiments])
         only_folds = [settings["fold"]] if kind == "fold" else None
         run_dirs = [train_experiment(workspace, dataset, index, experiment, only_folds=only_folds)
                     for experiment in experiments]

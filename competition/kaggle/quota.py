@@ -10,12 +10,14 @@ from __future__ import annotations
 from competition.kaggle.waiting import Clock, patiently
 
 
-def quota_line(clock: Clock | None = None) -> str | None:
-    """`GPU quota: 25.5 of 30.0 h left this week (renews ...)`, or None when Kaggle gives none."""
+def gpu_quota(clock: Clock | None = None) -> dict | None:
+    """This week's quota (`remaining_hours`, `total_hours`, `refresh`), or None when Kaggle gives none."""
     from competition import kaggle_client
 
-    quota = patiently(kaggle_client.gpu_quota, what="asking for the GPU quota", clock=clock or Clock())
-    if quota is None:
-        return None
+    return patiently(kaggle_client.gpu_quota, what="asking for the GPU quota", clock=clock or Clock())
+
+
+def quota_line(quota: dict) -> str:
+    """`GPU quota: 25.5 of 30.0 h left this week (renews ...)`."""
     renews = f" (renews {quota['refresh']})" if quota["refresh"] else ""
     return f"GPU quota: {quota['remaining_hours']:.1f} of {quota['total_hours']:.1f} h left this week{renews}"

@@ -176,7 +176,9 @@ def build_model(config: ModelConfig, n_bins: int, n_classes: int, *, mean: np.nd
                              name="input_norm")(inputs)
     embedding = BACKBONES[config.arch](x, config)
     x = layers.Dropout(config.dropout, name=f"{HEAD_PREFIX}dropout")(embedding)
-    outputs = layers.Dense(n_classes, activation="softmax", name=f"{HEAD_PREFIX}output")(x)
+    # float32 whatever the global policy: under mixed precision a float16 softmax rounds small
+    # probabilities to 0, and the loss and the saved predictions want them.
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}output")(x)
     return keras.Model(inputs, outputs, name=config.arch)
 
 

@@ -7,22 +7,25 @@ skips folds with `done.json`; a fold that was interrupted restarts from its last
 Every epoch's data order, augmentation and dropout are seeded from (seed, fold, epoch), so a
 resumed fold ends exactly where an uninterrupted one would. When every fold is done, the run's
 `oof.npz`, `test.npz`, `scores.json` and `report/` are written. The folder's files are runs.py's.
+Where TensorFlow sees a GPU, the folds train with the experiment's `gpu_batch_size` and
+`gpu_mixed_precision` (`device_settings`); on the CPU those are ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from competition.config import Experiment, config_hash
+from competition.config import Experiment, TrainConfig, config_hash
 from competition.datasets.folds import load_or_make_folds
 from competition.datasets.spec import Dataset, Index
 from competition.errors import KitError
@@ -98,6 +101,44 @@ def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes:
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options)
+
+
+def training_device() -> str:
+    """"GPU" when TensorFlow sees one, else "CPU" (tests replace this to take the GPU's path)."""
+    import tensorflow as tf
+
+    return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    batch_size: int
+    dtype_policy: str  # Keras' global dtype policy while the folds are built and trained
+
+
+def device_settings(settings: TrainConfig, device: str) -> DeviceSettings:
+    """The batch size and dtype policy of training on `device`: the experiment's `gpu_*` settings on
+    a GPU; on the CPU its plain `batch_size` in float32, whatever they say."""
+    if device != "GPU":
+        return DeviceSettings(settings.batch_size, "float32")
+    return DeviceSettings(settings.gpu_batch_size or settings.batch_size,
+                          "mixed_float16" if settings.gpu_mixed_precision else "float32")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` inside, and given back after (float32: untouched)."""
+    if name == "float32":
+        yield
+        return
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def compiled_model(experiment: Experiment, n_bins: int, n_classes: int, *, mean: np.ndarray, std: np.ndarray):
@@ -330,12 +371,10 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
     """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions.
     With `base_model`, every fold starts from that model's backbone weights (transfer); with
     `exclude_sources`, without the clips of recordings that dataset also holds (a base for it)."""
-    import tensorflow as tf
     from tqdm import tqdm
 
     from competition.modeling.report import write_report
 
-    tf.config.experimental.enable_op_determinism()
     excluded, full_train = None, index.train
     if exclude_sources:
         index, excluded, keep = exclude_sources_of(workspace, index, exclude_sources)
@@ -345,16 +384,25 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
     # Every clip checked against its CRC before anything is trained on it.
     stores = build_features(workspace, dataset.name, {"train": index.train, "test": index.test}, experiment.features,
                             verify=True)
+    import tensorflow as tf  # only now: the feature workers above are forked from a process without it
+
+    tf.config.experimental.enable_op_determinism()
     # The dataset's saved folds, made on all its clips: a run leaving some out keeps the others' folds.
     folds = load_or_make_folds(workspace, dataset, full_train, experiment.folds.k, experiment.folds.seed)
     if excluded is not None:
         folds = pd.Series(folds.to_numpy()[keep], index=index.train.index)
     fold_ids = sorted(folds.unique()) if only_folds is None else only_folds
     todo = [f for f in fold_ids if not run.fold_is_done(int(f))]
+    # The run keeps the experiment's hash (claimed above); only what the folds train with follows the device.
+    device = device_settings(experiment.train, training_device())
+    trained = experiment.with_overrides(train={"batch_size": device.batch_size})
+    if todo and device != DeviceSettings(experiment.train.batch_size, "float32"):
+        print(f"training on the GPU: batch size {device.batch_size}, dtype policy {device.dtype_policy}",
+              file=sys.stderr, flush=True)
     with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run.name}", unit="epoch",
-              file=sys.stderr, dynamic_ncols=True) as progress:
+              file=sys.stderr, dynamic_ncols=True) as progress, dtype_policy(device.dtype_policy):
         for fold in todo:
-            FoldTrainer(run, int(fold), experiment, dataset, stores, index.train, folds, index.test,
+            FoldTrainer(run, int(fold), trained, dataset, stores, index.train, folds, index.test,
                         base_model=base_model).run(progress)
             progress.total = progress.n + (len(todo) - todo.index(fold) - 1) * experiment.train.epochs
             progress.refresh()
