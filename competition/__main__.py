@@ -247,7 +247,7 @@ def cmd_predict(args, workspace: Workspace) -> None:
 
 
 def cmd_app(args, workspace: Workspace) -> None:
-    from competition.app.__main__ import serve
+    from competition.app.serve import serve
 
     serve(args.run, args.port, workspace)
 

@@ -69,7 +69,7 @@ def test_upload_names_lose_their_folders_and_odd_extensions():
 
 
 def test_the_app_command_names_a_model_it_cannot_find(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "competition.app", "--run", "no-such-run"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "competition", "app", "--run", "no-such-run"], cwd=REPO,
                           env=dict(os.environ, KIT_HOME=str(tmp_path)), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"error: no-such-run: neither a run (folder, or name under {tmp_path}/runs) "

@@ -6,5 +6,5 @@ shows its log-mel spectrogram and which part of the clip the answer comes from. 
     page.py       the page (HTML and JavaScript)
     answer.py     one tagging as the JSON the page draws
     images.py     the spectrogram as a PNG
-    __main__.py   `python -m competition.app --run RUN [--port PORT]`
+    serve.py      loading the model once and serving until stopped (`python -m competition app`)
 """
