@@ -17,7 +17,7 @@ help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: DATASET=name EXPERIMENTS='a.toml b.toml' RUNS='run ...' NAME=... SUB=... FROM=DIR"
 	@echo "    (unset: the kit's own defaults, shown by: python -m competition STEP --help)"
-	@echo "  Kaggle: MSG=... FOLDS=all KERNEL_TITLE='...' KERNEL_GPU=T4x2|P100|none KERNEL_SLOTS=2 FORCE=1 KERNEL=slug"
+	@echo "  Kaggle: MSG=... FOLDS=all KERNEL_TITLE='...' KERNEL_GPU=T4x2|P100|none KERNEL_SLOTS=2 KERNEL_HOURS=11 KERNEL_POLL=60 FORCE=1 KERNEL=slug"
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,8 @@ submissions: venv ## your recent Kaggle submissions with their public/private sc
 
 kernel: venv ## build a Kaggle kernel for EXPERIMENTS and push it (FOLDS=all: features, one per fold, blend)
 	$(KIT) kernel $(DATASET_ARG) $(EXPERIMENT_ARGS) $(if $(FOLDS),--folds $(FOLDS)) $(if $(KERNEL_TITLE),--title "$(KERNEL_TITLE)") \
-		$(if $(KERNEL_GPU),--gpu $(KERNEL_GPU)) $(if $(KERNEL_SLOTS),--slots $(KERNEL_SLOTS)) $(if $(FORCE),--force)
+		$(if $(KERNEL_GPU),--gpu $(KERNEL_GPU)) $(if $(KERNEL_SLOTS),--slots $(KERNEL_SLOTS)) \
+		$(if $(KERNEL_HOURS),--hours $(KERNEL_HOURS)) $(if $(KERNEL_POLL),--poll-seconds $(KERNEL_POLL)) $(if $(FORCE),--force)
 
 kernel-status: venv ## state of the pushed kernels (KERNEL=slug for one)
 	$(KIT) kernel-status $(KERNEL)

@@ -181,7 +181,8 @@ def cmd_kernel(args, workspace: Workspace) -> None:
     paths = _experiment_paths(args)
     kernels = plan_kernels(paths, title=args.title,
                            dataset=args.dataset, competition=_competition(args),
-                           per_fold=args.fold_kernels == "all", username=username, gpu=args.gpu)
+                           per_fold=args.fold_kernels == "all", username=username, gpu=args.gpu,
+                           hours=args.hours)
     folders = [write_kernel(kernel, username=username, build_dir=workspace.kernel_builds, private=not args.public)
                for kernel in kernels]
     print("built " + ", ".join(str(folder) for folder in folders))
@@ -192,7 +193,7 @@ def cmd_kernel(args, workspace: Workspace) -> None:
     hours = None if clips is None else plan_hours(kernels, experiments, clips)
     check_plan(hours, gpu_quota(), force=args.force)
     if len(kernels) == 1:
-        last = push_kernel(folders[0], kind=kernels[0].kind, poll_seconds=args.poll_seconds)
+        last = push_kernel(folders[0], kind=kernels[0].kind, workspace=workspace, poll_seconds=args.poll_seconds)
         print(f"follow it with `make kernel-status`; once complete: make kernel-output KERNEL={last['ref']}")
         return
     last = run_schedule(list(zip(kernels, folders)), username=username, workspace=workspace, slots=args.slots,
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_TRANSFER_DATASET,
         dataset_names,
     )
-    from competition.kaggle.kernel_build import DEFAULT_GPU, GPU_SHAPES
+    from competition.kaggle.kernel_build import DEFAULT_GPU, DEFAULT_HOURS, GPU_SHAPES, SESSION_LIMIT_HOURS
     from competition.kaggle.kernel_schedule import DEFAULT_SLOTS
 
     default_experiments = ", ".join(path.stem for path in DEFAULT_EXPERIMENTS)
@@ -340,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--slots", type=int, default=DEFAULT_SLOTS,
                      help=f"with --folds all: GPU kernels queued or running at once (default {DEFAULT_SLOTS}, "
                      "Kaggle's limit per account)")
+    sub.add_argument("--hours", type=float, default=DEFAULT_HOURS,
+                     help=f"a training kernel's time budget (default {DEFAULT_HOURS:g}, under Kaggle's "
+                     f"{SESSION_LIMIT_HOURS:g} h session limit): near it the kernel saves its checkpoints and "
+                     "stops, and is pushed again to continue from them")
     sub.add_argument("--title", default="audio tagging kit", help="kernel title, its slug the kernel's name")
     competition(sub, "the competition the kernel reads (default: the one of --dataset)")
     sub.add_argument("--username", help="Kaggle username (default: the one of your credentials)")

@@ -255,8 +255,9 @@ def gpu_quota() -> dict | None:
     return {"total_hours": total, "used_hours": used, "remaining_hours": max(0.0, total - used), "refresh": refresh}
 
 
-def kernel_output(kernel_ref: str, dest_dir: Path) -> list[Path]:
-    """Download the output files (and log) of the kernel's latest version into `dest_dir`.
+def kernel_output(kernel_ref: str, dest_dir: Path, names: tuple[str, ...] | None = None) -> list[Path]:
+    """Download the output files (and log) of the kernel's latest version into `dest_dir` (only the
+    files named `names`, when given).
 
     The listing is the client's own request; each file is then fetched from the address it gives,
     as the client's `kernels_output` does, but with its HTTP status checked: the client would
@@ -287,6 +288,8 @@ def kernel_output(kernel_ref: str, dest_dir: Path) -> list[Path]:
                 if not page_token:
                     break
         for item in files:
+            if names is not None and item.file_name not in names:
+                continue
             target = _inside(partial_dir, item.file_name)
             target.parent.mkdir(parents=True, exist_ok=True)
             with requests.get(item.url, stream=True, timeout=DOWNLOAD_TIMEOUT_SECONDS) as answer:

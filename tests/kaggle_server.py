@@ -53,6 +53,8 @@ from typing import TypeVar
 
 import pytest
 
+from competition.kaggle.kernel_build import UNFINISHED
+
 T = TypeVar("T")
 
 COMPETITION = "freesound-audio-tagging"
@@ -145,6 +147,9 @@ class KaggleStandIn:
         self.uploads: dict[str, Upload] = {}  # by blob token
         self.submission_reply: str | None = None  # CreateSubmission's message; None: Kaggle's usual one
         self.kernels: dict[str, Kernel] = {}  # "owner/slug" -> kernel
+        # What a kernel source mounts: the output of its latest completed version (a kernel reading its
+        # own output, pushed again, sees its previous version's).
+        self.completed_outputs: dict[str, dict[str, bytes]] = {}
         self._failures: dict[str, list] = {}  # rpc -> [status or DROP/TRUNCATE, remaining times, let through]
         self.gpu_session_limit: int | None = None
         self.max_gpu_sessions = 0  # the most GPU kernels queued or running at once
@@ -152,6 +157,7 @@ class KaggleStandIn:
         self.gpu_quota: tuple[float, float] | None = None  # (hours used, hours allowed) this week
         self.competition_dirs: dict[str, Path] = {}  # the competitions' files unpacked, for kernels' inputs
         self._kernel_failures: dict[str, list] = {}  # ref -> [remaining runs that fail, log]
+        self._unfinished_runs: dict[str, int] = {}  # ref -> runs left that stop at their time budget
         self._runner: Callable | None = None
         self._sessions_dir: Path | None = None
         self._layout = "nested"
@@ -179,11 +185,17 @@ class KaggleStandIn:
     def finish_kernel(self, ref: str, outputs: dict[str, bytes], log: str = "") -> None:
         kernel = self.kernels[ref]
         kernel.status, kernel.outputs, kernel.log = "COMPLETE", outputs, log
+        self.completed_outputs[ref] = outputs
         self._count_gpu_sessions()
 
     def fail_kernel(self, ref: str, times: int = 1, log: str = "Traceback: the stand-in failed it\n") -> None:
         """The next `times` runs of kernel `ref` end in error, with `log`."""
         self._kernel_failures[ref] = [times, log]
+
+    def stop_at_time_budget(self, ref: str, times: int = 1) -> None:
+        """The next `times` runs of kernel `ref` complete with their time budget spent, saying so in
+        their output as the kit's kernels do (without running a script)."""
+        self._unfinished_runs[ref] = times
 
     def run_kernels_with(self, runner: Callable[[Path, Path, Path], tuple[int, str]], sessions_dir: Path,
                          layout: str = "nested") -> None:
@@ -219,6 +231,12 @@ class KaggleStandIn:
             return
         if self._runner is None:
             kernel.status = "COMPLETE"
+            if self._unfinished_runs.get(ref, 0) > 0:
+                self._unfinished_runs[ref] -= 1
+                message = f"run: the time budget ran out with fold 0 (v{kernel.version}) left"
+                kernel.outputs = {UNFINISHED: json.dumps({"message": message}).encode(),
+                                  "run/fold-0/checkpoint.keras": f"v{kernel.version}".encode()}
+            self.completed_outputs[ref] = kernel.outputs
             return
         session = self._sessions_dir / f"{ref.replace('/', '--')}-v{kernel.version}"
         input_dir, working_dir = session / "input", session / "working"
@@ -231,6 +249,8 @@ class KaggleStandIn:
                           for path in sorted(working_dir.rglob("*")) if path.is_file()}
         kernel.log = _kaggle_log(log)
         kernel.status = "COMPLETE" if returncode == 0 else "ERROR"
+        if returncode == 0:
+            self.completed_outputs[ref] = kernel.outputs
         kernel.failure_message = "" if returncode == 0 else f"the script exited with code {returncode}"
 
     def mount_inputs(self, kernel: Kernel, input_dir: Path) -> None:
@@ -242,7 +262,7 @@ class KaggleStandIn:
         for ref in kernel.metadata.get("kernelDataSources", []):
             owner, slug = ref.split("/")
             folder = input_dir / "notebooks" / owner / slug if nested else input_dir / slug
-            for name, content in self.kernels[ref].outputs.items():
+            for name, content in self.completed_outputs.get(ref, {}).items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(content)
         input_dir.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,8 @@ def test_kernel_folder_holds_the_metadata_and_a_self_contained_script(kit):
     script = (folder / f"{SLUG}.py").read_text()
     settings, package = settings_and_package(script)
     assert settings == {"kind": "train", "gpu": "T4x2", "competition": COMPETITION, "dataset": "demo",
-                        "experiments": [{"file": "tiny.toml", "toml": TINY_EXPERIMENT}]}
+                        "experiments": [{"file": "tiny.toml", "toml": TINY_EXPERIMENT}],
+                        "slug": SLUG, "hours": kernel.DEFAULT_HOURS}
     modules = set(package.namelist())
     assert {"competition/__init__.py", "competition/kaggle/kernel_run.py", "competition/modeling/train.py",
             "competition/datasets/freesound.py"} <= modules
@@ -132,6 +133,7 @@ def test_folds_all_builds_a_features_kernel_a_kernel_per_fold_and_a_blend_readin
         assert metadata["kernel_sources"] == [f"{FAKE_USERNAME}/{FEATURES_SLUG}"]
         settings, _ = settings_and_package((kit.kernel_builds / slug / f"{slug}.py").read_text())
         assert settings["kind"] == "fold" and settings["fold"] == fold and settings["features_kernel"] == FEATURES_SLUG
+        assert settings["slug"] == slug and settings["hours"] == kernel.DEFAULT_HOURS
     blend = metadata_of(kit.kernel_builds / BLEND_SLUG)
     assert blend["kernel_sources"] == [f"{FAKE_USERNAME}/{slug}" for slug in FOLD_SLUGS]
     assert blend["competition_sources"] == [COMPETITION] and blend["enable_gpu"] is False
@@ -314,6 +316,38 @@ def test_train_kernel_runs_offline_and_its_output_goes_to_the_leaderboard(
     [submission] = kaggle_server.submissions
     assert submission.content == (working / "submission.csv").read_bytes()
     assert submission.description.startswith("CV map@3 ") and " demo-tiny exp " in submission.description
+
+
+@pytest.mark.slow  # four kernel sessions, each a fresh process
+def test_a_kernel_out_of_time_saves_its_checkpoints_and_its_next_version_continues_from_them(
+        kit, kaggle_input, competition_files, tmp_path):
+    build(kit, "--hours", "0.000001")  # a budget spent at once: each session makes one step
+    script = kit.kernel_builds / SLUG / f"{SLUG}.py"
+    previous = None
+    left = []
+    for session in range(6):
+        working = tmp_path / f"working-{session}"
+        if previous is not None:  # the previous version's output, mounted as Kaggle mounts a kernel source
+            own_output = kaggle_input / "notebooks" / FAKE_USERNAME / SLUG
+            shutil.rmtree(own_output, ignore_errors=True)
+            shutil.copytree(previous, own_output)
+        log = run_script(script, kaggle_input, working, tmp_path)
+        previous = working
+        if not (working / kernel.UNFINISHED).exists():
+            break
+        unfinished = json.loads((working / kernel.UNFINISHED).read_text())
+        left.append(unfinished["folds"])
+        assert unfinished["run"] == "demo-tiny" and unfinished["hours"] == 0.000001
+        assert "the time budget ran out with fold" in log and "this kernel continues from them" in log
+        assert not (working / "submission.csv").exists()
+        if session:
+            assert "demo-tiny: continuing from the output of this kernel's previous version" in log
+    # fold 0's epoch, then its predictions, fold 1's epoch, its predictions and the blend.
+    assert left == [{"0": 1, "1": 0}, {"1": 0}, {"1": 1}]
+    assert "continuing from the output of this kernel's previous version: folds done [0], fold 1 at epoch 1" in log
+    assert_valid_submission(previous, competition_files)
+    assert_complete_run(previous / "demo-tiny", competition_files)
+    assert not list(previous.rglob("checkpoint.keras"))
 
 
 PLAN_EXPERIMENTS = {  # two experiments of three folds each: a features kernel, six fold kernels, a blend

@@ -218,3 +218,122 @@ def test_kernel_slots_below_one_is_an_error(kaggle_server, kit, capfd):
     assert make_kernel_folds_all(kit, "--slots", "0") == 2
     assert "KERNEL_SLOTS=0" in capfd.readouterr().err
     assert pushes(kaggle_server) == []
+
+
+def test_a_kernel_stopped_at_its_time_budget_is_pushed_again_reading_its_own_output(
+        kaggle_server, kaggle_time, kit, capfd):
+    kaggle_server.stop_at_time_budget(FOLD_REFS[1], times=2)
+
+    assert make_kernel_folds_all(kit) == 0
+
+    kernels = kaggle_server.kernels
+    assert kernels[FOLD_REFS[1]].version == 3 and {kernels[ref].version for ref in PLAN if ref != FOLD_REFS[1]} == {1}
+    assert {kernels[ref].status for ref in PLAN} == {"COMPLETE"}
+    sources = [request.json()["kernelDataSources"] for request in kaggle_server.received("SaveKernel")
+               if request.json()["slug"] == FOLD_REFS[1]]
+    assert sources == [[FEATURES], [FEATURES, FOLD_REFS[1]], [FEATURES, FOLD_REFS[1]]]  # the next reads its output
+    assert kernels[BLEND].pushed_at >= kernels[FOLD_REFS[1]].finished_at  # on the finished version's output
+    assert kaggle_server.max_gpu_sessions == 2
+    out = capfd.readouterr().out
+    assert (f"{FOLD_REFS[1]}: version 1 stopped at its time budget: run: the time budget ran out with fold 0 (v1) "
+            "left; pushing it again to continue from its output") in out
+    assert f"{FOLD_REFS[1]}: version 2 stopped at its time budget" in out
+    assert f"{FOLD_REFS[1]}: version 3 stopped" not in out
+
+
+def test_a_kernel_stopped_at_its_time_budget_is_continued_after_an_interruption(
+        kaggle_server, kaggle_time, kit, capfd):
+    kaggle_server.stop_at_time_budget(FOLD_REFS[0])
+
+    def killed_once_it_stopped(seconds):
+        kaggle_server.advance()
+        if kaggle_server.kernels.get(FOLD_REFS[0]) and kaggle_server.kernels[FOLD_REFS[0]].status == "COMPLETE":
+            raise KeyboardInterrupt  # seen complete at the next poll, before the kit looked at its output
+
+    kaggle_time.on_sleep = killed_once_it_stopped
+    with pytest.raises(KeyboardInterrupt):
+        make_kernel_folds_all(kit)
+    kaggle_time.on_sleep = lambda seconds: kaggle_server.advance()
+    capfd.readouterr()
+
+    assert make_kernel_folds_all(kit) == 0  # the rerun looks at the output of what completed
+
+    assert kaggle_server.kernels[FOLD_REFS[0]].version == 2
+    assert {kaggle_server.kernels[ref].status for ref in PLAN} == {"COMPLETE"}
+    assert pushes(kaggle_server).count(FOLD_REFS[0]) == 2 and pushes(kaggle_server).count(FOLD_REFS[1]) == 1
+    out = capfd.readouterr().out
+    assert f"{FOLD_REFS[0]}: version 1 stopped at its time budget" in out
+    assert f"{FOLD_REFS[1]}: version 1 pushed before" in out
+    # Once seen finished, a completed version is not asked about again.
+    kaggle_server.requests.clear()
+    assert make_kernel_folds_all(kit) == 0
+    assert pushes(kaggle_server) == [] and not kaggle_server.received("ListKernelSessionOutput")
+
+
+def test_a_time_budget_over_the_session_limit_is_refused(kaggle_server, kit, capfd):
+    assert make_kernel_folds_all(kit, "--hours", "13") == 2
+    assert "KERNEL_HOURS=13: a kernel's time budget must be over 0 and at most Kaggle's session limit of 12" in \
+        capfd.readouterr().err
+    assert pushes(kaggle_server) == []
+
+
+@pytest.mark.slow  # two `make` processes, one of them killed
+def test_make_kernel_killed_with_sigkill_resumes_without_pushing_again(kaggle_server, kit, no_tensorflow):
+    """`make kernel FOLDS=all` and its Python process killed with SIGKILL (the terminal closed, the
+    machine rebooted) while two fold kernels run; the rerun follows them instead of pushing them again."""
+    import os
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from make_targets import REPO
+
+    ticking = threading.Event()
+    stopped = threading.Event()
+
+    def kaggle_runs():  # time passes on Kaggle by itself while ticking
+        while not stopped.wait(0.2):
+            if ticking.is_set():
+                kaggle_server.advance()
+
+    clock = threading.Thread(target=kaggle_runs, daemon=True)
+    clock.start()
+    variables = ["DATASET=demo", f"EXPERIMENTS={kit.root / 'experiments' / 'tiny.toml'}", f"KERNEL_TITLE={TITLE}",
+                 "FOLDS=all", "KERNEL_POLL=0.05"]
+    env = dict(os.environ, KIT_HOME=str(kit.root), PYTHONPATH=str(no_tensorflow))
+    command = ["make", "--no-print-directory", "-o", ".venv/.installed", "kernel", *variables]
+    try:
+        ticking.set()
+        make = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ticking.clear()  # look at a still Kaggle: nothing completes, so nothing is pushed
+            kernels = kaggle_server.kernels
+            in_flight = [ref for ref in FOLD_REFS if ref in kernels and kernels[ref].status in ("QUEUED", "RUNNING")]
+            if FEATURES in kernels and kernels[FEATURES].status == "COMPLETE" and len(in_flight) == 2:
+                break
+            ticking.set()
+            time.sleep(0.05)
+        else:
+            pytest.fail("the plan never had two fold kernels in flight")
+        pushed_so_far = pushes(kaggle_server)
+        time.sleep(1.0)  # Kaggle still: the kit only polls
+        assert pushes(kaggle_server) == pushed_so_far and make.poll() is None
+        os.killpg(make.pid, signal.SIGKILL)
+        make.wait(timeout=30)
+        assert make.returncode == -signal.SIGKILL
+        ticking.set()
+
+        rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        stopped.set()
+        clock.join()
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(pushes(kaggle_server)) == sorted(PLAN)  # each kernel pushed once over both runs
+    assert {kaggle_server.kernels[ref].status for ref in PLAN} == {"COMPLETE"}
+    assert kaggle_server.max_gpu_sessions <= 2
+    assert f"{FEATURES}: version 1 pushed before (complete); not pushed again" in rerun.stdout
+    assert f"{in_flight[0]}: version 1 pushed before" in rerun.stdout

@@ -94,6 +94,46 @@ def test_a_killed_run_resumes_to_the_same_result(workspace, monkeypatch):
 
 
 @pytest.mark.slow
+def test_a_spent_time_budget_stops_at_an_epoch_and_training_again_continues_to_the_same_result(workspace):
+    import time
+
+    from competition.modeling.train import TimeBudgetSpent
+
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    experiment = TINY.with_overrides(train={"epochs": 2})
+    straight = train_experiment(workspace, dataset, index, experiment, run_name="straight")
+    fold_dir = workspace.runs / "budgeted" / "fold-0"
+    # A deadline already past: each call still makes one step, an epoch or a fold's final predictions.
+    left_after_each_call = []
+    for _ in range(10):
+        try:
+            budgeted = train_experiment(workspace, dataset, index, experiment, run_name="budgeted",
+                                        deadline=time.time() - 1)
+            break
+        except TimeBudgetSpent as spent:
+            left_after_each_call.append(spent.unfinished)
+            assert spent.run_dir == workspace.runs / "budgeted"
+            assert "budgeted: the time budget ran out with fold " in str(spent) and "checkpointed" in str(spent)
+            assert not (workspace.runs / "budgeted" / "oof.npz").exists()
+    # fold 0: epoch 0, epoch 1, its predictions (fold 1 not begun: its first epoch would end too late);
+    # fold 1 likewise; then the run is assembled.
+    assert left_after_each_call == [{0: 1, 1: 0}, {0: 2, 1: 0}, {1: 0}, {1: 1}, {1: 2}]
+    assert (fold_dir / "done.json").exists() and not (fold_dir / "checkpoint.keras").exists()
+    for fold in (0, 1):
+        (straight_predictions, straight_history), (budgeted_predictions, budgeted_history) = \
+            fold_outputs(straight, fold), fold_outputs(budgeted, fold)
+        for name, probs in straight_predictions.items():
+            np.testing.assert_allclose(budgeted_predictions[name], probs, atol=1e-6, err_msg=name)
+        columns = ["epoch", "loss", "val_map@3"]
+        pd.testing.assert_frame_equal(budgeted_history[columns], straight_history[columns], atol=1e-6)
+    assert np.load(budgeted / "oof.npz")["probs"].shape == np.load(straight / "oof.npz")["probs"].shape
+    # With time to spare, nothing stops early.
+    assert train_experiment(workspace, dataset, index, experiment, run_name="ample",
+                            deadline=time.time() + 3600).name == "ample"
+
+
+@pytest.mark.slow
 def test_a_finished_run_has_scores_predictions_and_a_report(workspace):
     dataset = get_dataset("demo")
     index = dataset.index(workspace.dataset_dir("demo"))

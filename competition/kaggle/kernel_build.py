@@ -52,6 +52,13 @@ TITLE_LENGTHS = range(5, 51)  # what Kaggle accepts for a kernel title
 # Kaggle's editor is NvidiaTeslaT4). "none" trains on the CPU, without GPU quota.
 GPU_SHAPES = {"T4x2": "NvidiaTeslaT4", "P100": "NvidiaTeslaP100", "none": None}
 DEFAULT_GPU = "T4x2"
+# A training kernel's time budget (KERNEL_HOURS): under Kaggle's session limit, keeping time for the
+# session's start and for saving the output. Near it the kernel saves its checkpoints and stops; the
+# scheduler pushes it again to continue from that output (kernel_run.py, kernel_schedule.py).
+SESSION_LIMIT_HOURS = 12.0
+DEFAULT_HOURS = 11.0
+TRAINING_KINDS = ("train", "fold")
+UNFINISHED = "unfinished.json"  # in a training kernel's output when its time budget ran out first
 # A fixed time stamp for the embedded package's files, so an unchanged kit builds a byte-identical
 # script and an unchanged kernel is not pushed again.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -91,14 +98,19 @@ def slug_of(title: str) -> str:
 
 
 def plan_kernels(experiment_paths: list[Path], *, title: str, dataset: str, competition: str,
-                 per_fold: bool, username: str, gpu: str = DEFAULT_GPU) -> list[Kernel]:
+                 per_fold: bool, username: str, gpu: str = DEFAULT_GPU,
+                 hours: float = DEFAULT_HOURS) -> list[Kernel]:
     """The kernels to build, in push order: one train kernel, or the features kernel, the fold
-    kernels and the blend kernel (each after the kernels it reads)."""
+    kernels and the blend kernel (each after the kernels it reads). A training kernel's settings
+    carry its own slug (where a re-push finds its earlier output) and its time budget in hours."""
     from competition.config import load_experiment
     from competition.datasets.registry import get_dataset
 
     if gpu not in GPU_SHAPES:
         raise KernelError(f"KERNEL_GPU={gpu} is none of {', '.join(GPU_SHAPES)}")
+    if not 0 < hours <= SESSION_LIMIT_HOURS:
+        raise KernelError(f"KERNEL_HOURS={hours:g}: a kernel's time budget must be over 0 and at most Kaggle's "
+                          f"session limit of {SESSION_LIMIT_HOURS:g} hours")
     experiments = [load_experiment(Path(path), dataset) for path in experiment_paths]
     names = [experiment.name for experiment in experiments]
     if len(set(names)) != len(names):
@@ -106,7 +118,8 @@ def plan_kernels(experiment_paths: list[Path], *, title: str, dataset: str, comp
     sources = [{"file": Path(path).name, "toml": Path(path).read_text()} for path in experiment_paths]
     common = {"competition": competition, "dataset": dataset}
     if not per_fold:
-        return [_checked(Kernel(title, {**common, "kind": "train", "gpu": gpu, "experiments": sources}, **_on(gpu)))]
+        return [_checked(Kernel(title, {**common, "kind": "train", "gpu": gpu, "experiments": sources,
+                                        "slug": slug_of(title), "hours": hours}, **_on(gpu)))]
     if get_dataset(dataset).fold_rule != "stratified":
         raise KernelError(f"{dataset} has predefined folds; kernels per fold are made for the competition's "
                           "stratified folds")
@@ -115,9 +128,10 @@ def plan_kernels(experiment_paths: list[Path], *, title: str, dataset: str, comp
     fold_kernels, slugs_by_experiment = [], {}
     for experiment, source in zip(experiments, sources):
         for fold in range(experiment.folds.k):
+            fold_title = f"{title} {experiment.name} fold {fold}"
             settings = {**common, "kind": "fold", "gpu": gpu, "experiments": [source], "fold": fold,
-                        "features_kernel": features.slug}
-            fold_kernels.append(_checked(Kernel(f"{title} {experiment.name} fold {fold}", settings, **_on(gpu),
+                        "features_kernel": features.slug, "slug": slug_of(fold_title), "hours": hours}
+            fold_kernels.append(_checked(Kernel(fold_title, settings, **_on(gpu),
                                                 kernel_sources=(f"{username}/{features.slug}",))))
             slugs_by_experiment.setdefault(experiment.name, []).append(fold_kernels[-1].slug)
     blend_settings = {**common, "kind": "blend", "gpu": "none", "experiments": sources,

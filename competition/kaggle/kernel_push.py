@@ -8,6 +8,11 @@ inputs). A kernel whose files, and whose inputs, are those of its record and who
 failed is not pushed again, so an interrupted `make kernel` picks up where it was
 (kernel_schedule.py follows the `FOLDS=all` plan).
 
+A training kernel that completed with its time budget spent (`unfinished.json` in its output) is
+pushed again reading its own output, to continue from it (`continue_unfinished`); the record says
+whether a completed version finished (`finished`). Reading its own output does not make it another
+kernel: the hash leaves the kernel's own id out of its sources.
+
 `make kernel-output` downloads a kernel's output (what it wrote to /kaggle/working, and its log)
 into `runs/<slug>/`: `submission.csv` (+ `.json`) and each run's folder with its OOF and test
 predictions, ready for `make submit SUB=runs/<slug>/submission.csv` or `make ensemble`. The
@@ -21,7 +26,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from competition.kaggle.kernel_build import METADATA_FILE, KernelError
+from competition.kaggle.kernel_build import METADATA_FILE, TRAINING_KINDS, UNFINISHED, KernelError
 from competition.kaggle.waiting import Clock, duration, patiently, say_on_stderr
 from competition.workspace import Workspace, atomic_write_text
 
@@ -32,9 +37,46 @@ INPUT_KINDS = ("features",)
 
 
 def content_hash(folder: Path) -> str:
-    metadata_bytes = (folder / METADATA_FILE).read_bytes()
-    script_bytes = (folder / json.loads(metadata_bytes)["code_file"]).read_bytes()
-    return hashlib.sha256(metadata_bytes + b"\0" + script_bytes).hexdigest()
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    script_bytes = (folder / metadata["code_file"]).read_bytes()
+    metadata["kernel_sources"] = [ref for ref in metadata.get("kernel_sources", []) if ref != metadata["id"]]
+    return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode() + b"\0" + script_bytes).hexdigest()
+
+
+def reading_own_output(folder: Path) -> None:
+    """Add the kernel's own id to its sources: the next version mounts this one's output."""
+    path = Path(folder) / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    if metadata["id"] not in metadata["kernel_sources"]:
+        metadata["kernel_sources"].append(metadata["id"])
+        atomic_write_text(path, json.dumps(metadata, indent=2) + "\n")
+
+
+def unfinished_output(workspace: Workspace, ref: str, clock: Clock,
+                      say: Callable[[str], None] = say_on_stderr) -> dict | None:
+    """What a completed training kernel left unfinished (its output's unfinished.json), or None."""
+    from competition import kaggle_client
+
+    stale = output_dir(workspace, ref) / UNFINISHED
+    stale.unlink(missing_ok=True)
+    files = patiently(lambda: kaggle_client.kernel_output(ref, output_dir(workspace, ref), names=(UNFINISHED,)),
+                      what=f"checking whether {ref} finished", clock=clock, say=say)
+    marker = [path for path in files if path.name == UNFINISHED]
+    return json.loads(marker[0].read_text()) if marker else None
+
+
+def check_finished(folder: Path, record: dict, workspace: Workspace, clock: Clock,
+                   say: Callable[[str], None] = say_on_stderr) -> dict | None:
+    """For a completed version: None if it finished (recorded), else what it left (and the folder now
+    reads its own output, ready to be pushed again)."""
+    if record.get("kind") not in TRAINING_KINDS or record.get("finished"):
+        return None
+    unfinished = unfinished_output(workspace, record["ref"], clock, say)
+    record["finished"] = unfinished is None
+    atomic_write_text(Path(folder) / PUSH_RECORD, json.dumps(record, indent=1))
+    if unfinished is not None:
+        reading_own_output(folder)
+    return unfinished
 
 
 def push_record(folder: Path) -> dict | None:
@@ -61,16 +103,22 @@ def is_current(folder: Path, record: dict | None, inputs: dict[str, int] | None 
             and record.get("inputs", {}) == dict(inputs or {}))
 
 
-def push_kernel(folder: Path, *, kind: str, poll_seconds: float, clock: Clock | None = None) -> dict:
+def push_kernel(folder: Path, *, kind: str, workspace: Workspace, poll_seconds: float,
+                clock: Clock | None = None) -> dict:
     """`make kernel`: push `folder` unless the same files were pushed before and that version has
-    not failed. While Kaggle refuses it for the GPU session limit, wait and push again."""
+    not failed or stopped unfinished. While Kaggle refuses it for the GPU session limit, wait and
+    push again."""
     from competition import kaggle_client
 
     clock = clock or Clock()
     record = push_record(folder)
     if is_current(folder, record):
         state = state_unless_deleted(record["ref"], clock)
-        if state is not None and state not in FAILED_STATES:
+        unfinished = check_finished(folder, record, workspace, clock) if state == "complete" else None
+        if unfinished is not None:
+            print(f"{record['ref']}: version {record['version']} stopped at its time budget: {unfinished['message']}; "
+                  "pushing it again to continue from its output")
+        elif state is not None and state not in FAILED_STATES:
             print(f"{record['ref']}: unchanged since version {record['version']} ({state}); not pushed again")
             return record
     while True:

@@ -13,6 +13,13 @@ holds only what is worth downloading:
     <run>/oof.npz, test.npz, scores.json  the assembled run (train and blend kernels)
     submission.csv, submission.json       the blend of the runs (train and blend kernels)
     features/, folds/                     the features kernel's (kernel_features.py)
+    unfinished.json                       a training kernel's, when its time budget ran out first
+
+A training kernel (train, fold) has a time budget (`hours`, under Kaggle's session limit). Near it,
+training stops at an epoch's end (modeling/train.py), and the output holds the runs as they are,
+checkpoints included, the finished folds' predictions and `unfinished.json` saying what is left.
+Pushed again with its own output among its sources (kernel_schedule.py does so), the kernel finds
+that output under its own slug and continues from it.
 
 A fold kernel trains one fold on the features kernel's caches and folds, so the blend kernel's
 assembled OOF predictions cover each train clip once. A kernel built for a GPU stops at once
@@ -25,9 +32,11 @@ image's libraries are printed, so a failing import shows next to them in the log
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 INPUT_DIR_VARIABLE = "KAGGLE_INPUT_DIR"
@@ -44,6 +53,7 @@ def main(settings: dict) -> None:
     from competition.modeling.runs import RESUME_FILES
     from competition.workspace import Workspace
 
+    started = time.time()
     # What a finished fold no longer needs (an interrupted one's resume state) stays out of the output.
     left_out_of_output = shutil.ignore_patterns(*RESUME_FILES, ".*")
     input_dir = Path(os.environ.get(INPUT_DIR_VARIABLE, "/kaggle/input"))
@@ -68,8 +78,9 @@ def main(settings: dict) -> None:
         run_dirs = [collect_folds(workspace, dataset, index, experiment, settings["fold_kernels"][experiment.name],
                                   input_dir) for experiment in experiments]
     else:
-        from competition.modeling.train import train_experiment
+        from competition.modeling.train import TimeBudgetSpent, train_experiment
 
+        continue_from_previous_output(workspace, dataset, experiments, input_dir, settings["slug"])
         if kind == "fold" and settings.get("features_kernel"):
             from competition.kaggle.kernel_features import adopt_features
 
@@ -84,8 +95,13 @@ def main(settings: dict) -> None:
             build_feature_sets(workspace, dataset.name, {"train": index.train, "test": index.test},
                                [experiment.features for experiment in experiments])
         only_folds = [settings["fold"]] if kind == "fold" else None
-        run_dirs = [train_experiment(workspace, dataset, index, experiment, only_folds=only_folds)
-                    for experiment in experiments]
+        deadline = started + settings["hours"] * 3600
+        try:
+            run_dirs = [train_experiment(workspace, dataset, index, experiment, only_folds=only_folds,
+                                         deadline=deadline) for experiment in experiments]
+        except TimeBudgetSpent as spent:
+            save_unfinished(workspace, dataset, experiments, working_dir, spent, settings["hours"])
+            return
     for run_dir in run_dirs:
         shutil.copytree(run_dir, working_dir / run_dir.name, ignore=left_out_of_output, dirs_exist_ok=True)
     if kind != "fold":
@@ -130,13 +146,21 @@ def check_devices(gpu: str) -> None:
                       "(Settings > Phone verification) and within the weekly quota; or build it with KERNEL_GPU=none")
 
 
-def find_input(input_dir: Path, name: str) -> Path:
+def mounted(input_dir: Path, name: str) -> Path | None:
     """Where Kaggle mounted the source `name`: input/<name>, or one or two folders further down
-    (input/competitions/<name>, input/notebooks/<owner>/<name>)."""
+    (input/competitions/<name>, input/notebooks/<owner>/<name>); None when it is not there."""
     for pattern in (name, f"*/{name}", f"*/*/{name}"):
         for candidate in sorted(input_dir.glob(pattern)):
             if candidate.is_dir():
                 return candidate
+    return None
+
+
+def find_input(input_dir: Path, name: str) -> Path:
+    """`mounted`, or a KernelError naming what the input folder holds."""
+    found = mounted(input_dir, name)
+    if found is not None:
+        return found
     from competition.kaggle.kernel_build import KernelError
 
     present = sorted(p.name for p in input_dir.iterdir()) if input_dir.is_dir() else []
@@ -144,17 +168,64 @@ def find_input(input_dir: Path, name: str) -> Path:
                       "is it among the kernel's sources in kernel-metadata.json?")
 
 
-def competition_files(workspace, mounted: Path) -> Path:
-    """The competition's files as the dataset's indexer expects them: `mounted` itself, or, where
+def continue_from_previous_output(workspace, dataset, experiments, input_dir: Path, slug: str) -> None:
+    """Take up the runs an earlier version of this kernel left unfinished, when its output is mounted
+    (a re-push lists the kernel among its own sources); runs of another configuration are left."""
+    from competition.kaggle.kernel_build import UNFINISHED
+    from competition.modeling.runs import STATE, Run
+    from competition.modeling.train import run_dir_for
+
+    previous = mounted(input_dir, slug)
+    if previous is None or not (previous / UNFINISHED).is_file():
+        return
+    for experiment in experiments:
+        run = Run(run_dir_for(workspace, dataset, experiment, None))
+        earlier = Run(previous / run.name)
+        if not earlier.config_path.is_file():
+            continue
+        if earlier.config()["hash"] != experiment.hash:
+            print(f"{earlier.dir}: trained with another configuration (hash {earlier.config()['hash']}); "
+                  "starting afresh", flush=True)
+            continue
+        shutil.copytree(earlier.dir, run.dir, dirs_exist_ok=True)
+        done = run.finished_folds()
+        left = {fold: json.loads(run.fold_file(fold, STATE).read_text())["epoch"] + 1
+                for fold in run.folds() if fold not in done and run.fold_file(fold, STATE).is_file()}
+        print(f"{run.name}: continuing from the output of this kernel's previous version: folds done "
+              f"{done or 'none'}" + "".join(f", fold {fold} at epoch {epochs}" for fold, epochs in left.items()),
+              flush=True)
+
+
+def save_unfinished(workspace, dataset, experiments, working_dir: Path, spent, hours: float) -> None:
+    """The runs as they are, checkpoints included, and `unfinished.json`, as the kernel's output."""
+    from competition.kaggle.kernel_build import UNFINISHED
+    from competition.modeling.train import run_dir_for
+    from competition.workspace import atomic_write_text
+
+    for experiment in experiments:
+        run_dir = run_dir_for(workspace, dataset, experiment, None)
+        if run_dir.is_dir():
+            shutil.copytree(run_dir, working_dir / run_dir.name, ignore=shutil.ignore_patterns(".*"),
+                            dirs_exist_ok=True)
+    record = {"run": spent.run_dir.name, "folds": {str(fold): epochs for fold, epochs in spent.unfinished.items()},
+              "hours": hours, "message": str(spent)}
+    atomic_write_text(working_dir / UNFINISHED, json.dumps(record, indent=1))
+    print(f"{spent} (budget {hours:g} h); its checkpoints are in this output: pushed again (make kernel does), "
+          "this kernel continues from them", flush=True)
+    print(f"outputs in {working_dir}: " + ", ".join(sorted(p.name for p in working_dir.iterdir())))
+
+
+def competition_files(workspace, folder: Path) -> Path:
+    """The competition's files as the dataset's indexer expects them: `folder` itself, or, where
     Kaggle mounts each audio folder inside one of the same name (audio_train/audio_train/), a
     folder of links to the CSVs and the inner audio folders."""
     from competition.datasets.freesound import AUDIO_DIRS
 
-    if not all((mounted / name / name).is_dir() for name in AUDIO_DIRS):
-        return mounted
+    if not all((folder / name / name).is_dir() for name in AUDIO_DIRS):
+        return folder
     flattened = workspace.root / "mounted-competition"
     flattened.mkdir(parents=True, exist_ok=True)
-    for item in mounted.iterdir():
+    for item in folder.iterdir():
         inner = item / item.name if item.name in AUDIO_DIRS else item
         (flattened / item.name).symlink_to(inner.resolve(), target_is_directory=inner.is_dir())
     return flattened
@@ -167,8 +238,8 @@ def prepare_data(workspace, settings: dict, input_dir: Path):
     from competition.datasets.registry import get_dataset
 
     dataset = get_dataset(settings["dataset"])
-    mounted = competition_files(workspace, find_input(input_dir, settings["competition"]))
-    root = obtain(workspace, dataset.name, from_dir=mounted)
+    files = competition_files(workspace, find_input(input_dir, settings["competition"]))
+    root = obtain(workspace, dataset.name, from_dir=files)
     return dataset, dataset.index(root)
 
 

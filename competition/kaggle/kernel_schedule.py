@@ -12,7 +12,9 @@ progress bar: kernels waiting (not pushed yet), queued, running, complete and fa
 elapsed.
 
 A kernel that fails is pushed once more; failing again, the end of its log is shown and the kernels
-that read it are left unpushed, while the others go on. The plan is rebuilt from the same
+that read it are left unpushed, while the others go on. A training kernel that completed with its
+time budget spent (its output says so) is pushed again reading its own output, and continues from
+its checkpoints; each version trains at least one epoch, so this ends. The plan is rebuilt from the same
 experiments on every `make kernel FOLDS=all`, and each kernel's push record (kernel_push.py) says
 what was pushed: a rerun after an interruption (even kill -9) follows the kernels still queued or
 running and the completed ones instead of pushing them again. Only a kill between Kaggle's answer
@@ -29,6 +31,7 @@ from pathlib import Path
 from competition.kaggle.kernel_build import Kernel, KernelError
 from competition.kaggle.kernel_push import (
     FAILED_STATES,
+    check_finished,
     fetch_output,
     is_current,
     kernel_session,
@@ -124,6 +127,8 @@ class _Schedule:
             if state is None or state in FAILED_STATES:
                 continue
             entry.record, entry.state = record, _followed(state)
+            if entry.state == "complete" and not self.finished(entry):
+                continue
             self.say(f"{entry.ref}: version {record['version']} pushed before ({state}); not pushed again")
 
     def poll(self) -> None:
@@ -136,6 +141,8 @@ class _Schedule:
                 continue
             entry.state = state
             self.say(f"{entry.ref}: {state}" + (f" ({message})" if message else ""))
+            if state == "complete":
+                self.finished(entry)
             if state in FAILED_STATES:
                 entry.failures += 1
                 if entry.failures <= RETRIES:
@@ -147,6 +154,17 @@ class _Schedule:
         for entry in self.entries:
             if entry.state == WAITING and any(self.by_ref[ref].state in (FAILED, BLOCKED) for ref in entry.sources):
                 entry.state = BLOCKED
+
+    def finished(self, entry: Entry) -> bool:
+        """Whether a completed kernel finished; one that stopped at its time budget waits to be pushed
+        again, reading its own output."""
+        unfinished = check_finished(entry.folder, entry.record, self.workspace, self.clock, self.warn)
+        if unfinished is None:
+            return True
+        entry.state = WAITING
+        self.say(f"{entry.ref}: version {entry.record['version']} stopped at its time budget: "
+                 f"{unfinished['message']}; pushing it again to continue from its output")
+        return False
 
     def push_ready(self) -> None:
         from competition import kaggle_client

@@ -7,6 +7,10 @@ skips folds with `done.json`; a fold that was interrupted restarts from its last
 Every epoch's data order, augmentation and dropout are seeded from (seed, fold, epoch), so a
 resumed fold ends exactly where an uninterrupted one would. When every fold is done, the run's
 `oof.npz`, `test.npz`, `scores.json` and `report/` are written. The folder's files are runs.py's.
+With a `deadline` (a kernel's time budget), training stops at an epoch's end once the next step (an
+epoch, or the fold's final predictions) would not end before it: every epoch trained is then
+checkpointed and TimeBudgetSpent says which folds are left, so a rerun continues from there. Each
+call makes progress (at least one epoch, or a fold's final predictions), however close the deadline.
 Where TensorFlow sees a GPU, the folds train with the experiment's `gpu_batch_size` and
 `gpu_mixed_precision` (`device_settings`); on the CPU those are ignored.
 """
@@ -47,6 +51,17 @@ WARMUP_EPOCHS = 2
 
 class TrainingError(KitError, RuntimeError):
     """A fold cannot go on (a loss or prediction that is not finite); the message says where."""
+
+
+class TimeBudgetSpent(KitError, RuntimeError):
+    """Training stopped at its deadline with folds left; what was trained is checkpointed in `run_dir`."""
+
+    def __init__(self, run_dir: Path, unfinished: dict[int, int]):
+        self.run_dir, self.unfinished = Path(run_dir), dict(unfinished)  # fold -> epochs trained so far
+        left = ", ".join(f"fold {fold} ({epochs} epoch{'s' * (epochs != 1)} trained)"
+                         for fold, epochs in sorted(self.unfinished.items()))
+        super().__init__(f"{self.run_dir.name}: the time budget ran out with {left} left; every epoch trained is "
+                         "checkpointed, so training again continues from there")
 
 
 def check_finite(probs: np.ndarray, what: str) -> None:
@@ -158,8 +173,11 @@ class FoldTrainer:
 
     def __init__(self, run: Run, fold: int, experiment: Experiment, dataset: Dataset,
                  stores: dict[str, FeatureStore], train: pd.DataFrame, folds: pd.Series, test: pd.DataFrame,
-                 *, base_model: Path | None = None):
+                 *, base_model: Path | None = None, deadline: float | None = None):
         self.run_folder = run
+        self.deadline = deadline  # time.time() by which this call's training must have ended
+        self.out_of_time = False
+        self.longest_epoch = 0.0  # seconds, over the fold's epochs so far
         self.dir = run.fold_dir(fold)
         self.base_model = base_model
         self.fold, self.experiment, self.dataset = fold, experiment, dataset
@@ -231,13 +249,28 @@ class FoldTrainer:
             model = self._new_model()
             state = {"epoch": -1, "best_score": -1.0, "best_epoch": -1, "history": []}
         first_epoch = state["epoch"] + 1
-        if first_epoch < settings.epochs and not self.should_stop(state, first_epoch):
+        self.longest_epoch = max((record["seconds"] for record in state["history"]), default=0.0)
+        if self.more_epochs(state, first_epoch):
             model.fit(self.training_dataset(first_epoch), initial_epoch=first_epoch, epochs=settings.epochs,
                       steps_per_epoch=self.batches_per_epoch, verbose=0, shuffle=False,
                       callbacks=[_epoch_boundaries(self, state, progress)])
+        if self.out_of_time:
+            return None
         if settings.keep_epoch == "last":
             _save_model(model, self.dir / BEST_MODEL)
         return self._finish(state)
+
+    def more_epochs(self, state: dict, next_epoch: int) -> bool:
+        return next_epoch < self.experiment.train.epochs and not self.should_stop(state, next_epoch)
+
+    def seconds_needed(self, state: dict) -> float:
+        """What the fold's next step takes, judged by its epochs so far: the longest epoch if one is
+        left, then the final predictions (the held-out and test clips on every TTA crop, against
+        one crop of the held-out clips an epoch)."""
+        validating = max(record["seconds"] - record["fit_seconds"] for record in state["history"])
+        n_test = len(self.test_table) if "test" in self.stores else 0
+        finishing = validating * self.experiment.train.tta_crops * (1 + n_test / max(1, len(self.val_rows)))
+        return (self.longest_epoch if self.more_epochs(state, state["epoch"] + 1) else 0.0) + finishing
 
     def should_stop(self, state: dict, next_epoch: int) -> bool:
         """Early stopping: no OOF gain for `patience` epochs (only when the best epoch is kept)."""
@@ -264,12 +297,15 @@ class FoldTrainer:
                   "learning_rate": self._learning_rate(epoch), "fit_seconds": round(fit_seconds, 2),
                   "seconds": round(time.perf_counter() - self._epoch_started, 2)}
         state["history"].append(record)
+        self.longest_epoch = max(self.longest_epoch, record["seconds"])
         if val_score > state["best_score"]:
             state.update(best_score=val_score, best_epoch=epoch)
             if settings.keep_epoch == "best":
                 _save_model(model, self.dir / BEST_MODEL)
         state["epoch"] = epoch
         self._save_checkpoint(model, state)
+        if self.deadline is not None and time.time() + self.seconds_needed(state) > self.deadline:
+            self.out_of_time = True
         progress.set_postfix(fold=self.fold, epoch=epoch, loss=f"{loss:.3f}", val=f"{val_score:.3f}",
                              best=f"{state['best_score']:.3f}")
         progress.update()
@@ -316,7 +352,7 @@ def _epoch_boundaries(trainer: FoldTrainer, state: dict, progress):
 
         def on_epoch_end(self, epoch, logs=None):
             trainer.end_epoch(self.model, epoch, float(logs["loss"]), state, progress)
-            self.model.stop_training = trainer.should_stop(state, epoch + 1)
+            self.model.stop_training = trainer.out_of_time or trainer.should_stop(state, epoch + 1)
 
     return EpochBoundaries()
 
@@ -367,10 +403,12 @@ def exclude_sources_of(workspace: Workspace, index: Index, other: str) -> tuple[
 
 def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, experiment: Experiment, *,
                      run_name: str | None = None, only_folds: list[int] | None = None,
-                     base_model: Path | None = None, exclude_sources: str | None = None) -> Path:
+                     base_model: Path | None = None, exclude_sources: str | None = None,
+                     deadline: float | None = None) -> Path:
     """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions.
     With `base_model`, every fold starts from that model's backbone weights (transfer); with
-    `exclude_sources`, without the clips of recordings that dataset also holds (a base for it)."""
+    `exclude_sources`, without the clips of recordings that dataset also holds (a base for it).
+    With `deadline` (time.time()), TimeBudgetSpent when it comes before every fold is done."""
     from tqdm import tqdm
 
     from competition.modeling.report import write_report
@@ -401,15 +439,26 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
               file=sys.stderr, flush=True)
     with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run.name}", unit="epoch",
               file=sys.stderr, dynamic_ncols=True) as progress, dtype_policy(device.dtype_policy):
-        for fold in todo:
-            FoldTrainer(run, int(fold), trained, dataset, stores, index.train, folds, index.test,
-                        base_model=base_model).run(progress)
-            progress.total = progress.n + (len(todo) - todo.index(fold) - 1) * experiment.train.epochs
+        last_epoch_seconds = 0.0  # of the fold trained before: a fold begun must train an epoch
+        for position, fold in enumerate(todo):
+            if deadline is not None and position and time.time() + last_epoch_seconds > deadline:
+                raise TimeBudgetSpent(run.dir, {int(f): _epochs_trained(run, int(f)) for f in todo[position:]})
+            trainer = FoldTrainer(run, int(fold), trained, dataset, stores, index.train, folds, index.test,
+                                  base_model=base_model, deadline=deadline)
+            if trainer.run(progress) is None:
+                raise TimeBudgetSpent(run.dir, {int(f): _epochs_trained(run, int(f)) for f in todo[position:]})
+            last_epoch_seconds = trainer.longest_epoch
+            progress.total = progress.n + (len(todo) - position - 1) * experiment.train.epochs
             progress.refresh()
     if only_folds is None:
         assemble_run(run, dataset, index)
         write_report(run.dir)
     return run.dir
+
+
+def _epochs_trained(run: Run, fold: int) -> int:
+    state = run.fold_file(fold, STATE)
+    return json.loads(state.read_text())["epoch"] + 1 if state.is_file() else 0
 
 
 def assemble_run(run: Run, dataset: Dataset, index: Index) -> dict:
