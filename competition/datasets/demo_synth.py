@@ -18,12 +18,24 @@ velocity, note pattern (single notes, repeats, melodies, chords, rolls, bursts),
 (0.3 s to 10 s), leading silence, gain and background noise; ~40 % of train rows are unverified and
 some of those carry a wrong label, as in FSDKaggle2018; the test set holds empty (0-sample) clips.
 WAVs are 16-bit PCM, 44.1 kHz, mono. Everything is deterministic given the seed.
+
+`generate_full_size(dest)` renders a competition of the real size the same way: exactly the fnames,
+labels, verification flags and usage of FSDKaggle2018's own CSVs (`freesound.SHIPPED_META_DIR`,
+copied as they are), the labels General MIDI cannot voice sounded by stand-ins
+(`demo_voices.STAND_IN_VOICES`), the Ignored test rows (labelled `None`) by a random label, and the
+competition's three empty test clips. Its clip lengths are an assumption, not the real ones (which
+the CSVs do not give): log-normal with a median of `FULL_SIZE_MEDIAN_S` and a spread of
+`FULL_SIZE_SIGMA` (natural log), held to 0.3-30 s, so many clips are short and a few reach the cap,
+as in FSDKaggle2018. That is many GB of WAV, so it is rendered on every core, after checking the
+free disk (`check_free_disk`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from competition.datasets.demo_voices import LABELS, VOICES, Voice
+from competition.datasets import freesound
+from competition.datasets.demo_voices import LABELS, STAND_IN_VOICES, VOICES, Voice
 from competition.datasets.freesound import SAMPLE_SUBMISSION_LABELS
+from competition.datasets.spec import DatasetError, read_csv
 
 SAMPLE_RATE = 44100
 TRAIN_AUDIO_DIR = "audio_train"
@@ -49,6 +63,14 @@ PUBLIC_FRACTION = 0.3
 PRIVATE_FRACTION = 0.5
 
 SHORTEST_CLIP_S = 0.3  # the shortest clips of FSDKaggle2018
+LONGEST_CLIP_S = 30.0  # and the longest
+# The full-size competition's clip lengths: log-normal, held to SHORTEST_CLIP_S..LONGEST_CLIP_S (an assumption).
+FULL_SIZE_MEDIAN_S = 3.5
+FULL_SIZE_SIGMA = 1.1
+WAV_HEADER_BYTES = 44  # a 16-bit PCM WAV as soundfile writes it: the header, then 2 bytes a sample
+# Free disk a render leaves beyond its own files: a share of them and a fixed margin.
+DISK_HEADROOM_FRACTION = 0.05
+DISK_HEADROOM_BYTES = 64 << 20
 SHORT_CLIP_FRACTION = 0.05  # clips exactly SHORTEST_CLIP_S long
 LONG_CLIP_FRACTION = 0.12  # clips of 4-10 s; the rest is log-uniform in 0.3-4 s
 
@@ -82,23 +104,80 @@ def generate_demo(
     if dest.exists() and any(dest.iterdir()) and not (dest / DEMO_RECORD).exists():
         raise FileExistsError(f"{dest} exists and is not a demo competition; refusing to replace it")
 
+    plan = _plan(n_train, n_test, n_empty_test, np.random.default_rng(seed))
+    record = {**params, "labels": list(LABELS),
+              "flipped_train_labels": {c.fname: c.true_label for c in plan if c.label != c.true_label}}
+    return _build(dest, plan, seed, record, lambda partial: _write_csvs(partial, plan), workers=1)
+
+
+def generate_full_size(dest: Path, *, meta_dir: Path = freesound.SHIPPED_META_DIR, seed: int = 0,
+                       workers: int | None = None) -> Path:
+    """Render a competition with the fnames, labels, flags and usage of the CSVs in `meta_dir` (see
+    the module docstring) into `dest`, on `workers` processes (default: every core); return `dest`.
+
+    Does nothing if `dest` already holds one rendered from the same CSVs and seed; refuses before
+    rendering anything when the disk lacks the room. Built in `<dest>.partial`, renamed into place.
+    """
+    dest, meta_dir = Path(dest), Path(meta_dir)
+    train = read_csv(meta_dir / "train.csv", ["fname", "label", "manually_verified"])
+    test = read_csv(meta_dir / "test_post_competition.csv", ["fname", "label", "usage"])
+    sample = read_csv(meta_dir / "sample_submission.csv", ["fname"])
+    if sample["fname"].tolist() != test["fname"].tolist():
+        raise DatasetError(f"{meta_dir}: sample_submission.csv and test_post_competition.csv list other test fnames")
+    csvs = [name for name in freesound.KAGGLE_CSVS if (meta_dir / name).is_file()]
+    digest = hashlib.sha256(b"".join((meta_dir / name).read_bytes() for name in csvs)).hexdigest()
+    params = {"format_version": _FORMAT_VERSION, "full_size": True, "seed": seed, "meta_sha256": digest}
+    if _holds_demo(dest, params):
+        return dest
+    if dest.exists() and any(dest.iterdir()) and not (dest / DEMO_RECORD).exists():
+        raise FileExistsError(f"{dest} exists and is not a rendered competition; refusing to replace it")
+
+    plan = _full_size_plan(train, test, np.random.default_rng(seed))
+
+    def copy_csvs(partial: Path) -> None:
+        for name in csvs:
+            shutil.copyfile(meta_dir / name, partial / name)
+
+    record = {**params, "labels": list(freesound.LABELS), "train_clips": len(train), "test_clips": len(test),
+              "audio_seconds": round(sum(c.n_samples for c in plan) / SAMPLE_RATE, 1)}
+    return _build(dest, plan, seed, record, copy_csvs, workers=workers or _cores())
+
+
+def _build(dest: Path, plan: list[_Clip], seed: int, record: dict, write_csvs: Callable[[Path], None], *,
+           workers: int) -> Path:
+    """Render `plan` and its CSVs into `<dest>.partial`, then rename that into place over `dest`."""
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists():  # left over from an interrupted run
         shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    check_free_disk(partial.parent, plan)
     (partial / TRAIN_AUDIO_DIR).mkdir(parents=True)
     (partial / TEST_AUDIO_DIR).mkdir()
-
-    plan = _plan(n_train, n_test, n_empty_test, np.random.default_rng(seed))
-    _render_clips(partial, plan, seed)
-    _write_csvs(partial, plan)
-    record = {**params, "labels": list(LABELS),
-              "flipped_train_labels": {c.fname: c.true_label for c in plan if c.label != c.true_label}}
+    _render_clips(partial, plan, seed, workers)
+    write_csvs(partial)
     (partial / DEMO_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-
     if dest.exists():
         shutil.rmtree(dest)
     partial.rename(dest)
     return dest
+
+
+def planned_bytes(plan: list[_Clip]) -> int:
+    """What the WAVs of `plan` take on disk."""
+    return sum(WAV_HEADER_BYTES + 2 * clip.n_samples for clip in plan)
+
+
+def check_free_disk(folder: Path, plan: list[_Clip]) -> None:
+    """Refuse, before anything is written, a render that would not fit on the disk of `folder`."""
+    needed = planned_bytes(plan)
+    free = shutil.disk_usage(folder).free
+    if free < needed * (1 + DISK_HEADROOM_FRACTION) + DISK_HEADROOM_BYTES:
+        raise DatasetError(f"{folder}: rendering {len(plan):,} clips needs {needed / 1e9:.2f} GB but the disk has "
+                           f"{free / 1e9:.2f} GB free; free some space or render elsewhere")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _holds_demo(dest: Path, params: dict) -> bool:
@@ -158,6 +237,28 @@ def _plan(n_train: int, n_test: int, n_empty_test: int, rng: np.random.Generator
     return clips
 
 
+def _full_size_plan(train, test, rng: np.random.Generator) -> list[_Clip]:
+    """The clips of the real competition's CSVs: their own fnames, labels, flags and usage; the
+    Ignored rows (label None) sound a random label, and EMPTY_TEST_CLIPS hold no samples."""
+    n_train = len(train)
+    n_samples = _full_size_lengths(n_train + len(test), rng)
+    clips = [_Clip(i, row.fname, "train", row.label, row.label, int(row.manually_verified), "", int(n_samples[i]))
+             for i, row in enumerate(train.itertuples(index=False))]
+    stand_in_labels = rng.choice(freesound.LABELS, size=len(test))
+    for i, row in enumerate(test.itertuples(index=False)):
+        index = n_train + i
+        sounds = row.label if row.label in freesound.LABELS else str(stand_in_labels[i])
+        length = 0 if row.fname in freesound.EMPTY_TEST_CLIPS else int(n_samples[index])
+        clips.append(_Clip(index, row.fname, "test", sounds, row.label, 1, row.usage, length))
+    return clips
+
+
+def _full_size_lengths(count: int, rng: np.random.Generator) -> np.ndarray:
+    """Lengths in samples: log-normal (median FULL_SIZE_MEDIAN_S, sigma FULL_SIZE_SIGMA), held to 0.3-30 s."""
+    seconds = np.exp(rng.normal(np.log(FULL_SIZE_MEDIAN_S), FULL_SIZE_SIGMA, size=count))
+    return np.round(np.clip(seconds, SHORTEST_CLIP_S, LONGEST_CLIP_S) * SAMPLE_RATE).astype(int)
+
+
 def _unique_fnames(count: int, rng: np.random.Generator) -> list[str]:
     """Kaggle-style names: 8 lowercase hex digits + .wav, all distinct."""
     fnames: list[str] = []
@@ -201,19 +302,50 @@ def _pick(count: int, k: int, rng: np.random.Generator) -> set[int]:
     return {int(i) for i in rng.choice(count, size=k, replace=False)}
 
 
-def _render_clips(root: Path, plan: list[_Clip], seed: int) -> None:
-    import soundfile
+def _render_clips(root: Path, plan: list[_Clip], seed: int, workers: int = 1) -> None:
+    """Every clip of `plan` as a WAV under `root`: in this process, or on `workers` processes."""
+    import multiprocessing
+
     from tqdm import tqdm
 
+    progress = tqdm(total=len(plan), desc="Rendering clips", unit="clip")
+    if workers <= 1:
+        _start_renderer(root, seed)
+        for clip in plan:
+            progress.update(_render_to_file(clip))
+    else:
+        # Longest first, so the last clips to finish are short ones and no core idles at the end.
+        order = sorted(plan, key=lambda clip: -clip.n_samples)
+        with multiprocessing.get_context("fork").Pool(workers, _start_renderer, (root, seed)) as pool:
+            for done in pool.imap_unordered(_render_to_file, order, chunksize=4):
+                progress.update(done)
+    progress.close()
+
+
+# One renderer per process: its synthesiser, where clips go, and the seed (set by _start_renderer).
+_renderer: dict = {}
+
+
+def _start_renderer(root: Path, seed: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one BLAS/OpenMP thread a process: the pool already uses every core
     synth, soundfont_id = _load_synth()
-    for clip in tqdm(plan, desc="Rendering demo clips", unit="clip"):
-        # Each clip draws from its own stream, so its audio depends only on (seed, clip index).
-        rng = np.random.default_rng([seed, clip.index])
-        audio = np.zeros(0, dtype=np.int16)
-        if clip.n_samples:
-            audio = _to_pcm16(_render_clip(synth, soundfont_id, clip.true_label, clip.n_samples, rng))
-        folder = TRAIN_AUDIO_DIR if clip.split == "train" else TEST_AUDIO_DIR
-        soundfile.write(root / folder / clip.fname, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    _renderer.update(root=root, seed=seed, synth=synth, soundfont_id=soundfont_id)
+
+
+def _render_to_file(clip: _Clip) -> int:
+    import soundfile
+
+    # Each clip draws from its own stream, so its audio depends only on (seed, clip index).
+    rng = np.random.default_rng([_renderer["seed"], clip.index])
+    audio = np.zeros(0, dtype=np.int16)
+    if clip.n_samples:
+        audio = _to_pcm16(_render_clip(_renderer["synth"], _renderer["soundfont_id"], clip.true_label,
+                                       clip.n_samples, rng))
+    folder = TRAIN_AUDIO_DIR if clip.split == "train" else TEST_AUDIO_DIR
+    soundfile.write(_renderer["root"] / folder / clip.fname, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return 1
 
 
 def _write_csvs(root: Path, plan: list[_Clip]) -> None:
@@ -246,7 +378,7 @@ def _load_synth():
 def _render_clip(synth, soundfont_id: int, label: str, n_samples: int,
                  rng: np.random.Generator) -> np.ndarray:
     """One clip of `label`, float32 mono in [-1, 1], exactly `n_samples` long."""
-    voices = VOICES[label]
+    voices = VOICES.get(label) or STAND_IN_VOICES[label]
     voice = voices[rng.integers(len(voices))]
     seconds = n_samples / SAMPLE_RATE
     lead_in = rng.uniform(0, min(0.25, 0.2 * seconds)) if rng.random() < 0.5 else 0.0

@@ -65,3 +65,31 @@ VOICES: dict[str, tuple[Voice, ...]] = {
 }
 # The demo's label vocabulary: every voiced label, sorted (FSDKaggle2018 labels, checked by the tests).
 LABELS: tuple[str, ...] = tuple(sorted(VOICES))
+
+# Stand-ins for the FSDKaggle2018 labels no General MIDI instrument sounds, used only by the
+# full-size competition (`demo_synth.generate_full_size`): a sound effect, a percussion key or an
+# instrument each label can be told apart by, not a likeness.
+ONE_SHOT = ("single", "repeated")
+STAND_IN_VOICES: dict[str, tuple[Voice, ...]] = {
+    "Bark": (_program(118, 45, 65, ONE_SHOT),),  # synth drum
+    "Burping_or_eructation": (_program(53, 36, 48, ("single",)),),  # voice oohs, low
+    "Bus": (_program(125, 30, 50, ("single",)),),  # helicopter
+    "Computer_keyboard": (_percussion(37, 75),),  # side stick, claves
+    "Cough": (_program(121, 48, 72, ONE_SHOT),),  # breath noise
+    "Drawer_open_or_close": (_percussion(73, 74),),  # short and long guiro
+    "Fart": (_program(70, 34, 50, ONE_SHOT),),  # bassoon, low
+    "Finger_snapping": (_percussion(39),),  # hand clap
+    "Fireworks": (_percussion(49, 57),),  # crash cymbals
+    "Gong": (_percussion(52), _program(47, 36, 55, ("single",))),  # Chinese cymbal, timpani
+    "Keys_jangling": (_percussion(58, 69),),  # vibraslap, cabasa
+    "Knock": (_percussion(76, 77),),  # wood blocks
+    "Laughter": (_program(52, 55, 79, ("repeated", "melody")),),  # choir aahs
+    "Meow": (_percussion(78, 79),),  # cuica
+    "Microwave_oven": (_program(16, 36, 48, ("single",)),),  # drawbar organ hum
+    "Scissors": (_percussion(70),),  # maracas
+    "Shatter": (_percussion(55), _program(98, 72, 96, ("cluster",))),  # splash cymbal, FX crystal
+    "Squeak": (_percussion(71, 72),),  # whistles
+    "Tearing": (_program(122, 48, 72, ("single",)),),  # seashore
+    "Writing": (_program(120, 40, 70, ("repeated",)),),  # guitar fret noise
+}
+assert not VOICES.keys() & STAND_IN_VOICES.keys()

@@ -64,6 +64,10 @@ AUDIO_DIRS = ("audio_train", "audio_test")
 KAGGLE_CSVS = ("train.csv", "sample_submission.csv", "test_post_competition.csv", "train_post_competition.csv")
 # Kaggle's post-competition train CSV: train.csv's rows with the Freesound id of each clip's recording.
 TRAIN_SOURCES_CSV = "train_post_competition.csv"
+# The competition's own CSVs (no audio), shipped with the kit under CC BY 4.0 (the README beside them).
+SHIPPED_META_DIR = Path(__file__).resolve().with_name("fsdkaggle2018_meta")
+# The test clips of Kaggle's copy that hold no audio (all three Ignored in scoring).
+EMPTY_TEST_CLIPS = ("0b0427e2.wav", "6ea0099f.wav", "b39975f5.wav")
 ZENODO_AUDIO_DIRS = {"audio_train": "FSDKaggle2018.audio_train", "audio_test": "FSDKaggle2018.audio_test"}
 ZENODO_TRAIN_META = Path("FSDKaggle2018.meta") / "train_post_competition.csv"
 ZENODO_TEST_META = Path("FSDKaggle2018.meta") / "test_post_competition_scoring_clips.csv"
