@@ -140,6 +140,10 @@ class TrainConfig:
     # say what trained it wherever it ran.
     gpu_batch_size: int = setting(0)  # 0: batch_size; a GPU keeps busy on larger batches than a CPU
     gpu_mixed_precision: bool = setting(False)  # float16 compute, float32 weights and softmax head
+    # Transfer only (a run started from a base model's backbone, `make transfer`): the first this many
+    # epochs train the head alone, the backbone's weights and batch statistics kept as the base left
+    # them; from scratch there is nothing to keep, and it does nothing.
+    freeze_backbone_epochs: int = setting(0)
 
     def __post_init__(self):
         if self.keep_epoch not in ("best", "last"):
@@ -148,6 +152,8 @@ class TrainConfig:
             raise ConfigError(f"train.gpu_mixed_precision must be true or false, not {self.gpu_mixed_precision!r}")
         if self.gpu_batch_size < 0:
             raise ConfigError(f"train.gpu_batch_size must be 0 (the batch_size) or more, not {self.gpu_batch_size}")
+        if self.freeze_backbone_epochs < 0:
+            raise ConfigError(f"train.freeze_backbone_epochs must be 0 or more, not {self.freeze_backbone_epochs}")
 
 
 @dataclass(frozen=True)

@@ -201,3 +201,19 @@ def copy_backbone_weights(source, target) -> list[str]:
     if not copied:
         raise TransferError(f"no backbone layer copied from {source.name}")
     return copied
+
+
+def backbone_layers(model) -> list:
+    """The layers a transfer copies (and may freeze): every layer with weights but the `head_*` ones."""
+    return [layer for layer in model.layers if layer.weights and not layer.name.startswith(HEAD_PREFIX)]
+
+
+def set_backbone_trainable(model, trainable: bool) -> None:
+    """Freeze (False) or unfreeze the backbone. A frozen batch normalisation also runs in inference
+    mode, so its moving statistics stay too. A compiled model's train step must be traced again."""
+    for layer in backbone_layers(model):
+        layer.trainable = trainable
+
+
+def backbone_is_frozen(model) -> bool:
+    return any(not layer.trainable for layer in backbone_layers(model))

@@ -279,9 +279,23 @@ class FoldTrainer:
 
     def begin_epoch(self, model, epoch: int) -> None:
         settings = self.experiment.train
+        self._freeze_backbone(model, epoch)
         reseed_dropout(model, (settings.seed * 1000 + self.fold) * 1000 + epoch)
         model.optimizer.learning_rate.assign(self._learning_rate(epoch))
         self._epoch_started = time.perf_counter()
+
+    def _freeze_backbone(self, model, epoch: int) -> None:
+        """A transfer's first `freeze_backbone_epochs` train the head alone. `fit` reads its train step
+        anew at every step, so the step traced again here applies from this epoch on."""
+        from competition.modeling.models import backbone_is_frozen, set_backbone_trainable
+
+        frozen = self.base_model is not None and epoch < self.experiment.train.freeze_backbone_epochs
+        if frozen == backbone_is_frozen(model):
+            return
+        if not model.optimizer.built:  # built on every variable, so the unfrozen backbone finds its slots
+            model.optimizer.build(model.trainable_variables)
+        set_backbone_trainable(model, not frozen)
+        model.make_train_function(force=True)
 
     def end_epoch(self, model, epoch: int, loss: float, state: dict, progress) -> None:
         """Score the held-out fold, keep the best model, checkpoint; `state` records it all."""
@@ -358,8 +372,17 @@ def _epoch_boundaries(trainer: FoldTrainer, state: dict, progress):
 
 
 def _save_model(model, path: Path) -> None:
+    from competition.modeling.models import backbone_is_frozen, set_backbone_trainable
+
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
+    # Saved unfrozen, so a checkpoint of a frozen epoch loads with its optimizer's slots for every
+    # variable (the trainer freezes it again for the epochs left frozen).
+    frozen = backbone_is_frozen(model)
+    set_backbone_trainable(model, True)
+    try:
+        model.save(tmp)
+    finally:
+        set_backbone_trainable(model, not frozen)
     os.replace(tmp, path)
 
 
