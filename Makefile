@@ -81,8 +81,8 @@ demo: venv ## every step, offline, on a generated demo competition, then a repor
 bench: venv ## speed of features (seed, Zafar, librosa, kit on all cores), then of training
 	$(PY) -m benchmarks speed
 
-bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Zafar kernel, ablation (QUICK=1: none)
-	$(PY) -m benchmarks quality $(if $(QUICK),--quick)
+bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Zafar kernel, transfer, ablation (QUICK=1: no ablation retraining; ONLY=fsd-subset,transfer,esc50,esc10,urbansound8k; FINISHED=1: train nothing)
+	$(PY) -m benchmarks quality $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(FINISHED),--finished-only)
 
 test: venv ## run the test suite
 	$(PY) -m pytest -q

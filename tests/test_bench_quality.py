@@ -34,3 +34,130 @@ def test_the_shared_esc10_copy_has_the_protocol_folds():
     dataset = get_dataset("esc10")
     index = _index(dataset, SHARED_DATA / "esc50", ESC10)
     assert len(index.train) == 400 and sorted(index.train["fold"].unique()) == list(ESC10.folds)
+
+
+def test_only_picks_protocols_in_running_order_and_names_unknown_ones():
+    from benchmarks.quality import PROTOCOLS, parse_only
+    from competition.errors import KitError
+
+    assert parse_only(None) == list(PROTOCOLS) == ["fsd-subset", "transfer", "esc50", "esc10", "urbansound8k"]
+    assert parse_only("esc50, fsd-subset") == ["fsd-subset", "esc50"]
+    with pytest.raises(KitError, match="unknown protocol.*esc-50.*known: fsd-subset"):
+        parse_only("esc-50")
+
+
+def test_repeated_folds_score_each_repeat_out_of_fold_with_mean_and_spread():
+    import pandas as pd
+
+    from benchmarks.quality import repeat_scores
+    from competition.datasets.folds import stratified_folds
+
+    train = pd.DataFrame({"label": [f"l{i % 4}" for i in range(40)], "manually_verified": 1})
+    first, second = stratified_folds(train, 5, 42).to_numpy(), stratified_folds(train, 5, 7).to_numpy()
+    assert not np.array_equal(first, second)  # two repeats: other folds
+    for folds in (first, second):  # stratified: every fold holds two clips of each label
+        assert (pd.crosstab(folds, train["label"]) == 2).all().all()
+    true_ids = np.arange(40) % 4
+    right = np.eye(4)[true_ids]
+    second_best = np.eye(4)[(true_ids + 1) % 4] * 0.6 + np.eye(4)[true_ids] * 0.4
+    half = np.where((np.arange(40) < 20)[:, None], right, second_best)
+    scores = repeat_scores(true_ids, {42: (right, first), 7: (half, second)})
+    assert scores["seed 42"]["map@3"] == 1.0 and scores["seed 42"]["accuracy"] == 1.0
+    assert scores["seed 7"]["map@3"] == pytest.approx(0.75) and scores["seed 7"]["accuracy"] == 0.5
+    assert len(scores["seed 7"]["fold map@3"]) == 5
+    assert scores["mean"] == {"map@3": pytest.approx(0.875), "accuracy": 0.75}
+    assert scores["spread"] == pytest.approx(0.25) and scores["fold std"] > 0
+
+
+def test_the_transfer_table_gives_each_row_s_gain_over_scratch_per_fold_in_points():
+    from benchmarks.quality import TRANSFER, transfer_gains, transfer_table
+
+    def row(a, b, **extra):
+        return {"2->1": {"accuracy": a}, "1->2": {"accuracy": b}, "mean": {"accuracy": (a + b) / 2}, **extra}
+
+    rows = {"scratch: r": row(0.60, 0.64, train_seconds=10), "transfer: same recipe": row(0.70, 0.62, train_seconds=9),
+            "transfer: 90 epochs": row(0.66, 0.70, epochs=90)}
+    gains = transfer_gains(rows, "scratch: r", TRANSFER)
+    assert gains["transfer: same recipe"] == pytest.approx({"2->1": 0.10, "1->2": -0.02, "mean": 0.04})
+    assert gains["scratch: r"] == {"2->1": 0.0, "1->2": 0.0, "mean": 0.0}
+    table = transfer_table(rows, "scratch: r", TRANSFER).splitlines()
+    assert table[0].split()[:4] == ["recipe", "2->1", "1->2", "mean"] and "+2->1" in table[0]
+    assert table[2].split()[-5:] == ["+10.0", "-2.0", "+4.0", "60", "9"]
+    assert table[3].split()[-2] == "90"  # a row's own epochs
+
+
+def test_the_esc50_base_trains_on_every_clip_but_one_check_clip_per_class():
+    import pandas as pd
+
+    from benchmarks.quality import esc50_base_index
+    from competition.datasets.spec import Index
+
+    train = pd.DataFrame({"fname": [f"{i}.wav" for i in range(30)], "label": [f"c{i % 3}" for i in range(30)],
+                          "fold": [1 + i // 6 for i in range(30)]})
+    base = esc50_base_index(Index(train, train.iloc[:0])).train
+    checks = base[base["fold"] == 1]
+    assert sorted(checks["label"]) == ["c0", "c1", "c2"] and set(train.loc[checks.index, "fold"]) == {1}
+    assert (base["fold"] == 2).sum() == 27 and (train["fold"] == 1).sum() == 6  # the input is left as it was
+
+
+def _fake_shared(tmp_path, tiny_competition):
+    """A stand-in for ../shared: ESC-50's layout, and the two conversion scripts writing tiny copies."""
+    import shutil
+    import textwrap
+
+    from layouts import make_esc50, make_urbansound8k
+
+    shared = tmp_path / "shared"
+    make_esc50(shared / "data" / "esc50")
+    sources = {"urbansound8k": make_urbansound8k(tmp_path / "us8k", folds_with_audio=(1, 2)),
+               "fsdkaggle2018-subset": shutil.copytree(tiny_competition, tmp_path / "fsd")}
+    (shared / "bin").mkdir()
+    for name, script in (("urbansound8k", "urbansound8k-wav"), ("fsdkaggle2018-subset", "fsdkaggle2018-subset-wav")):
+        (shared / "data" / name).mkdir()
+        (shared / "bin" / script).write_text(textwrap.dedent(f"""
+            import shutil, sys
+            shutil.copytree({str(sources[name])!r}, sys.argv[1], dirs_exist_ok=True)
+            """))
+    return shared / "data"
+
+
+def test_finished_only_trains_nothing_names_what_is_left_and_only_replaces_its_own_tables(
+        tmp_path, tiny_competition, capsys):
+    import json
+
+    from benchmarks.quality import run_quality_bench
+
+    shared = _fake_shared(tmp_path, tiny_competition)
+    workspace = Workspace(tmp_path / "kit")
+    results = run_quality_bench(workspace, shared=shared, only=["fsd-subset", "transfer", "esc50"], finished_only=True)
+    out = capsys.readouterr().out
+    assert set(results) == {"fsd-subset", "transfer", "esc50"} and all(rows == {} for rows in results.values())
+    assert out.index("FSDKaggle2018 subset") < out.index("transfer from an ESC-50 base") < out.index("ESC-50 (at 16")
+    assert "fold seeds 42 and 7" in out and "nothing finished" in out and "base not trained" in out
+    assert "bench-fsd-subset-logmel-cnn-" in out and "bench-esc50-base-logmel-cnn-" in out  # left out, named
+    assert "ESC-10" not in out and "bench-quality:" in out
+    assert not [path for path in workspace.runs.glob("bench-*") if path.is_dir()]  # nothing trained
+    # The leakage guard finds UrbanSound8K where the kit keeps it.
+    assert (workspace.dataset_dir("urbansound8k") / "UrbanSound8K" / "metadata" / "UrbanSound8K.csv").is_file()
+
+    run_quality_bench(workspace, shared=shared, only=["esc50"], finished_only=True)
+    written = json.loads((workspace.runs / "bench-quality.json").read_text())
+    assert set(written["tables"]) == {"fsd-subset", "transfer", "esc50"}  # the others' tables kept
+    text = (workspace.runs / "bench-quality.txt").read_text()
+    assert text.index("FSDKaggle2018 subset") < text.index("ESC-50 (at 16") and text.count("ESC-50 (at 16") == 1
+
+
+def test_the_fsd_subset_is_the_demo_entry_on_the_labels_it_holds(tiny_competition, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from benchmarks.quality import FSD_SUBSET, _dataset
+
+    root = shutil.copytree(tiny_competition, tmp_path / "fsd")
+    table = pd.read_csv(root / "train.csv")
+    keep = table[table["label"].isin(sorted(set(table["label"]))[:3])]
+    keep.to_csv(root / "train.csv", index=False)
+    dataset = _dataset(FSD_SUBSET, root)
+    assert dataset.name == "fsd-subset" and dataset.metric == "map@3" and dataset.fold_rule == "stratified"
+    assert set(dataset.labels) == set(keep["label"]) and len(dataset.labels) == 3
