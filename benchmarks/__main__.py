@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                               "(default: all, in that order)")
     quality.add_argument("--finished-only", action="store_true",
                          help="train nothing: the tables of the runs that finished, naming the others")
+    quality.add_argument("--recipes", metavar="NAMES",
+                         help="comma-separated experiment names (e.g. logmel-cnn,zafar-mfcc-cnn) whose runs may be "
+                              "trained; the others are only read where they finished (default: all)")
     args = parser.parse_args(argv)
 
     from competition.errors import KitError
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.quality import parse_only, run_quality_bench
 
             run_quality_bench(workspace, quick=args.quick, only=parse_only(args.only),
-                              finished_only=args.finished_only)
+                              finished_only=args.finished_only,
+                              recipes={name.strip() for name in args.recipes.split(",")} if args.recipes else None)
     except KitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -189,18 +189,21 @@ def _experiment(recipe: Path, protocol: Protocol, *, seed: int | None = None, fe
 class Bench:
     """The protocols' shared state: the workspace, and whether to train what has not finished."""
 
-    def __init__(self, workspace: Workspace, *, quick: bool, finished_only: bool):
+    def __init__(self, workspace: Workspace, *, quick: bool, finished_only: bool, recipes: set[str] | None = None):
         self.workspace, self.quick, self.finished_only = workspace, quick, finished_only
+        self.recipes = recipes  # experiment names that may be trained (None: all); the others only read
         self.missing: list[str] = []
 
     def train(self, dataset, index, experiment, *, run_name: str | None = None, **kwargs) -> Path | None:
-        """The run's folder, trained unless it finished before; None (and named) with --finished-only."""
+        """The run's folder, trained unless it finished before; None (and named) with --finished-only,
+        or when --recipes leaves its recipe out."""
         from competition.modeling.runs import Run
         from competition.modeling.train import train_experiment
 
         name = run_name or f"bench-{dataset.name}-{experiment.name}-{experiment.hash}"
         run_dir = self.workspace.runs / name
-        if self.finished_only and not (run_dir / "scores.json").is_file() and not (
+        read_only = self.finished_only or (self.recipes is not None and experiment.name not in self.recipes)
+        if read_only and not (run_dir / "scores.json").is_file() and not (
                 kwargs.get("only_folds") and all(Run(run_dir).fold_is_done(f) for f in kwargs["only_folds"])):
             self.missing.append(name)
             return None
@@ -541,13 +544,16 @@ def _write(workspace: Workspace, results: dict, tables: dict[str, str], seconds:
 
 
 def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path = SHARED_DATA,
-                      only: list[str] | None = None, finished_only: bool = False) -> dict:
-    """Train, score and print every protocol (or `only` those) present under `shared`; returns the numbers."""
+                      only: list[str] | None = None, finished_only: bool = False,
+                      recipes: set[str] | None = None) -> dict:
+    """Train, score and print every protocol (or `only` those) present under `shared`; returns the
+    numbers. With `recipes`, only runs of those experiment names are trained (two processes can then
+    share one protocol's recipes); the others are read where they finished."""
     if not shared.is_dir():
         print(f"bench-quality skipped: {shared} not found (the shared ESC-50 copy, whose esc10 rows are ESC-10, "
               f"and the UrbanSound8K and FSDKaggle2018-subset copies live in ../shared/data beside the kit's checkout)")
         return {}
-    bench = Bench(workspace, quick=quick, finished_only=finished_only)
+    bench = Bench(workspace, quick=quick, finished_only=finished_only, recipes=recipes)
     started = time.perf_counter()
     results: dict = {}
     for name in only or list(PROTOCOLS):
@@ -573,7 +579,7 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
         results[name] = rows
         _write(workspace, {name: rows}, {name: text}, {name: seconds})
     if bench.missing:
-        print(f"\nnot finished, left out (--finished-only): {', '.join(bench.missing)}")
+        print(f"\nnot finished, left out (--finished-only or --recipes): {', '.join(bench.missing)}")
     if results:
         print(f"\nbench-quality: {time.perf_counter() - started:.0f}s wall")
     return results

@@ -140,7 +140,10 @@ def test_finished_only_trains_nothing_names_what_is_left_and_only_replaces_its_o
     # The leakage guard finds UrbanSound8K where the kit keeps it.
     assert (workspace.dataset_dir("urbansound8k") / "UrbanSound8K" / "metadata" / "UrbanSound8K.csv").is_file()
 
-    run_quality_bench(workspace, shared=shared, only=["esc50"], finished_only=True)
+    # --recipes: the recipes left out are only read (none finished here), so nothing trains either.
+    run_quality_bench(workspace, shared=shared, only=["esc50"], recipes={"no-such-recipe"})
+    assert "left out (--finished-only or --recipes): bench-esc50-logmel-cnn-" in capsys.readouterr().out
+    assert not [path for path in workspace.runs.glob("bench-*") if path.is_dir()]
     written = json.loads((workspace.runs / "bench-quality.json").read_text())
     assert set(written["tables"]) == {"fsd-subset", "transfer", "esc50"}  # the others' tables kept
     text = (workspace.runs / "bench-quality.txt").read_text()
