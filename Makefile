@@ -11,7 +11,7 @@ DATASET_ARG = $(if $(DATASET),--dataset $(DATASET))
 EXPERIMENT_ARGS = $(foreach e,$(EXPERIMENTS),--experiment $(e))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict app transfer demo bench bench-quality test test-fast lint clean
+.PHONY: help venv data features train ensemble validate score submit submissions kernel kernel-status kernel-output report predict app transfer demo bench bench-quality bench-scale test test-fast lint clean
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +83,9 @@ bench: venv ## speed of features (seed, Zafar, librosa, kit on all cores), then 
 
 bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Zafar kernel, transfer, ablation (QUICK=1: no ablation retraining; ONLY=fsd-subset,transfer,esc50,esc10,urbansound8k; FINISHED=1: train nothing)
 	$(PY) -m benchmarks quality $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(FINISHED),--finished-only)
+
+bench-scale: venv ## FOLDS=all kernels run here on a full-size generated competition (rendered once, ~10 GB, into SCALE_DIR=bench-scale/): time, memory, cache disk, Kaggle projection (ALL_FOLDS=1: every fold kernel)
+	$(PY) -m benchmarks scale $(if $(SCALE_DIR),--dir $(SCALE_DIR)) $(if $(ALL_FOLDS),--all-folds)
 
 test: venv ## run the test suite
 	$(PY) -m pytest -q
