@@ -140,7 +140,10 @@ def generate_full_size(dest: Path, *, meta_dir: Path = freesound.SHIPPED_META_DI
 
     record = {**params, "labels": list(freesound.LABELS), "train_clips": len(train), "test_clips": len(test),
               "audio_seconds": round(sum(c.n_samples for c in plan) / SAMPLE_RATE, 1)}
-    return _build(dest, plan, seed, record, copy_csvs, workers=workers or _cores())
+    workers = workers or _cores()
+    print(f"rendering {len(train):,} train and {len(test):,} test clips ({record['audio_seconds'] / 3600:.1f} h of "
+          f"audio, {planned_bytes(plan) / 1e9:.2f} GB) into {dest} on {workers} process(es)", flush=True)
+    return _build(dest, plan, seed, record, copy_csvs, workers=workers)
 
 
 def _build(dest: Path, plan: list[_Clip], seed: int, record: dict, write_csvs: Callable[[Path], None], *,
