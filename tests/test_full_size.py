@@ -4,6 +4,7 @@ FSDKaggle2018's own CSVs (the ones the kit ships), never from ../shared and neve
 from __future__ import annotations
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -100,7 +101,7 @@ def test_lengths_spread_from_the_shortest_to_the_longest_clips():
 
 
 def test_a_render_the_disk_cannot_hold_is_refused_before_anything_is_written(meta_slice, tmp_path, monkeypatch):
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 10**6, 10**6))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**12, free=10**6))
 
     with pytest.raises(DatasetError, match=r"needs \d+\.\d\d GB but the disk has 0\.00 GB free"):
         demo_synth.generate_full_size(tmp_path / "competition", meta_dir=meta_slice, workers=1)
