@@ -164,3 +164,61 @@ def test_the_fsd_subset_is_the_demo_entry_on_the_labels_it_holds(tiny_competitio
     dataset = _dataset(FSD_SUBSET, root)
     assert dataset.name == "fsd-subset" and dataset.metric == "map@3" and dataset.fold_rule == "stratified"
     assert set(dataset.labels) == set(keep["label"]) and len(dataset.labels) == 3
+
+
+TINY_RECIPE = """
+name = "{name}"
+[features]
+kind = "{kind}"
+n_mels = 16
+n_mfcc = 12
+hop_length = 1024
+[model]
+width = 4
+[train]
+batch_size = 16
+crop_seconds = 1.0
+tta_crops = 2
+"""
+
+
+@pytest.mark.slow
+def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
+        tmp_path, tiny_competition, monkeypatch, capsys):
+    import json
+
+    import pandas as pd
+
+    from benchmarks import quality
+
+    recipes = []
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
+        recipes.append(tmp_path / f"{name}.toml")
+        recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    tiny = quality.Protocol("fsd-subset", "FSD tiny", epochs=1, folds=(0, 1), seeds=(3, 4))
+    monkeypatch.setitem(quality.PROTOCOLS, "fsd-subset", tiny)
+    monkeypatch.setattr(quality, "KIT_RECIPES", tuple(recipes[:2]))
+    monkeypatch.setattr(quality, "PEER_RECIPE", recipes[2])
+    monkeypatch.setattr(quality, "FSD_CANDIDATES", {"wider": ({}, {"width": 6}, {})})
+    workspace = Workspace(tmp_path / "kit")
+    results = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["fsd-subset"])
+    rows = results["fsd-subset"]
+    assert list(rows) == ["kit: tiny-logmel + tiny-mfcc (blend)", "kit: tiny-logmel", "peer: Zafar kernel (tiny-peer)",
+                          "kit: tiny-mfcc", "candidate: tiny-logmel, wider",
+                          "ablation: tiny-logmel without TTA (1 crop)"]
+    for scores in rows.values():
+        assert set(scores) >= {"seed 3", "seed 4", "mean", "spread", "fold std"}
+        assert len(scores["seed 3"]["fold map@3"]) == 2
+        assert scores["mean"]["map@3"] == pytest.approx((scores["seed 3"]["map@3"] + scores["seed 4"]["map@3"]) / 2)
+    # Each repeat is its own run on its own saved folds, the same folds for every recipe.
+    folds = {seed: pd.read_csv(workspace.folds / "fsd-subset" / f"stratified-k2-seed{seed}.csv") for seed in (3, 4)}
+    assert not folds[3]["fold"].equals(folds[4]["fold"])
+    for run_dir in workspace.runs.glob("bench-fsd-subset-*"):
+        record = json.loads((run_dir / "config.json").read_text())
+        assert record["params"]["folds"]["k"] == 2 and record["params"]["folds"]["seed"] in (3, 4)
+        assert record["params"]["train"]["epochs"] == 1 and record["params"]["train"]["keep_epoch"] == "last"
+    assert len(list(workspace.runs.glob("bench-fsd-subset-*"))) == 8  # 4 recipes x 2 repeats
+    out = capsys.readouterr().out
+    assert "target mean MAP@3 >= 0.93 and >= 5 points over Zafar's recipe: tiny-logmel + tiny-mfcc (blend)" in out
+    assert "(fsd-subset: " in out and "s wall, this call)" in out
+    assert "fsd-subset" in json.loads((workspace.runs / "bench-quality.json").read_text())["tables"]
