@@ -88,8 +88,12 @@ def run_scale_bench(workspace, *, scale_dir: Path | None = None, all_folds: bool
     experiments = one_epoch_copies(DEFAULT_EXPERIMENTS, root / "experiments")
     plan = build_plan(root / "kit", experiments)
     first = experiments[0].stem
-    if all_folds:
-        fold_scripts, blend_script = [s for name, s in plan.items() if "-fold-" in name], plan["blend"]
+    if all_folds:  # the experiments in their order, each one's folds in theirs: the first experiment's fold 0 first
+        order = {path.stem: i for i, path in enumerate(experiments)}
+        fold_scripts = sorted((s for name, s in plan.items() if "-fold-" in name), key=lambda script: (
+            order[script.parent.name.removeprefix(plan_prefix() + "-").rsplit("-fold-", 1)[0]],
+            int(script.parent.name.rsplit("-fold-", 1)[1])))
+        blend_script = plan["blend"]
     else:
         one = build_plan(root / "kit-one-experiment", experiments[:1])
         fold_scripts, blend_script = [s for name, s in one.items() if "-fold-" in name], one["blend"]
