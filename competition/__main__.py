@@ -135,6 +135,9 @@ def cmd_score(args, workspace: Workspace) -> None:
 
     dataset = get_dataset(args.dataset)
     truth = workspace.dataset_dir(dataset.name) / (dataset.ground_truth or "")
+    if dataset.ground_truth and not truth.is_file() and dataset.shipped_csvs:
+        print(f"{truth} not here: scoring against {dataset.shipped_csvs / dataset.ground_truth}, shipped with the kit")
+        truth = dataset.shipped_csvs / dataset.ground_truth
     if not dataset.ground_truth or not truth.is_file():
         raise KitError(f"no test labels for {dataset.name}: {truth} is missing")
     for usage, value in score_submission(Path(args.sub), truth).items():
@@ -142,10 +145,19 @@ def cmd_score(args, workspace: Workspace) -> None:
 
 
 def cmd_validate(args, workspace: Workspace) -> None:
+    from competition.datasets.registry import get_dataset
+    from competition.datasets.spec import read_csv
     from competition.submit.submission import validate_record, validate_submission
 
-    dataset, index = _dataset_and_index(workspace, args.dataset)
-    rows = validate_submission(Path(args.sub), index.test["fname"].tolist(), dataset.labels)
+    dataset = get_dataset(args.dataset)
+    root = workspace.dataset_dir(dataset.name)
+    if not root.is_dir() and dataset.shipped_csvs:
+        shipped = dataset.shipped_csvs / "sample_submission.csv"
+        test_fnames = read_csv(shipped, ["fname"])["fname"].tolist()
+        print(f"{root} not here: checking against the {len(test_fnames)} test fnames of {shipped}, shipped with the kit")
+    else:
+        test_fnames = dataset.index(root).test["fname"].tolist()
+    rows = validate_submission(Path(args.sub), test_fnames, dataset.labels)
     for note in validate_record(Path(args.sub), workspace.runs):
         print(f"note: {note}")
     print(f"{args.sub}: valid ({rows} rows)")

@@ -275,5 +275,5 @@ DATASET = Dataset(
     fetcher=download_freesound, local_copy=link_freesound_copy, ground_truth="test_post_competition.csv",
     # Zenodo published only the 1,600 scored test clips of Kaggle's 9,400.
     expected_counts={"Kaggle's download": (9473, 9400), "Zenodo's FSDKaggle2018": (9473, 1600)},
-    kaggle_competition=COMPETITION,
+    kaggle_competition=COMPETITION, shipped_csvs=SHIPPED_META_DIR,
     description="Kaggle Freesound General-Purpose Audio Tagging (FSDKaggle2018), 41 labels, MAP@3")

@@ -56,6 +56,9 @@ class Dataset:
     expected_counts: dict[str, tuple[int, int]] | None = None
     # The Kaggle competition whose files it is (or stands in for): kernels read its mount, submissions go to it.
     kaggle_competition: str | None = None
+    # The dataset's own CSVs, shipped with the kit (its sample_submission.csv of every test fname and
+    # its ground_truth file): a submission is validated and scored with them when the data is not here.
+    shipped_csvs: Path | None = None
 
     def index(self, root: Path) -> Index:
         root = Path(root)
