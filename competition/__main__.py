@@ -154,7 +154,8 @@ def cmd_validate(args, workspace: Workspace) -> None:
     if not root.is_dir() and dataset.shipped_csvs:
         shipped = dataset.shipped_csvs / "sample_submission.csv"
         test_fnames = read_csv(shipped, ["fname"])["fname"].tolist()
-        print(f"{root} not here: checking against the {len(test_fnames)} test fnames of {shipped}, shipped with the kit")
+        print(f"{root} not here: checking against the {len(test_fnames)} test fnames of {shipped}, "
+              "shipped with the kit")
     else:
         test_fnames = dataset.index(root).test["fname"].tolist()
     rows = validate_submission(Path(args.sub), test_fnames, dataset.labels)
