@@ -210,6 +210,8 @@ class Bench:
                 kwargs.get("only_folds") and all(Run(run_dir).fold_is_done(f) for f in kwargs["only_folds"])):
             self.missing.append(name)
             return None
+        if read_only:  # finished: read as it is (another process may be reading or training beside)
+            return run_dir
         return train_experiment(self.workspace, dataset, index, experiment, run_name=name, **kwargs)
 
 

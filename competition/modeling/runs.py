@@ -52,10 +52,15 @@ class Predictions:
 
 
 def save_predictions(path: Path, fnames, probs: np.ndarray, *, true_ids: np.ndarray | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
+    # The temporary file is this process's own: two processes writing the same run do not collide.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     extra = {} if true_ids is None else {"true_ids": np.asarray(true_ids, np.int64)}
-    np.savez(tmp, fnames=np.asarray(fnames, dtype=str), probs=np.asarray(probs, np.float32), **extra)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, fnames=np.asarray(fnames, dtype=str), probs=np.asarray(probs, np.float32), **extra)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_predictions(path: Path) -> Predictions:

@@ -374,7 +374,7 @@ def _epoch_boundaries(trainer: FoldTrainer, state: dict, progress):
 def _save_model(model, path: Path) -> None:
     from competition.modeling.models import backbone_is_frozen, set_backbone_trainable
 
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # this process's own
     # Saved unfrozen, so a checkpoint of a frozen epoch loads with its optimizer's slots for every
     # variable (the trainer freezes it again for the epochs left frozen).
     frozen = backbone_is_frozen(model)
