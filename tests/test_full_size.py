@@ -52,19 +52,9 @@ def test_the_shipped_csvs_are_the_competitions():
     assert (META / "README.md").read_text().count("CC BY 4.0") >= 1
 
 
-def test_every_label_has_a_voice_and_every_stand_in_key_sounds():
+def test_every_label_has_a_voice():
+    # That each stand-in's keys sound is test_demo's test_every_voice_key_sounds.
     assert set(VOICES) | set(STAND_IN_VOICES) == set(freesound.LABELS)
-    synth, soundfont_id = demo_synth._load_synth()
-    for label, voices in STAND_IN_VOICES.items():
-        for voice in voices:
-            for kit in demo_synth.DRUM_KITS if voice.is_drums else (None,):
-                channel = demo_synth.DRUM_CHANNEL if voice.is_drums else demo_synth.MELODIC_CHANNEL
-                preset = kit if voice.is_drums else voice.program
-                synth.program_select(channel, soundfont_id, 0, preset, is_drums=voice.is_drums)
-                for key in voice.keys:
-                    sound = demo_synth._play(synth, channel, [(0.0, 0.1, key, 80)], demo_synth.SAMPLE_RATE // 5)
-                    demo_synth._silence(synth, channel)
-                    assert np.sqrt(np.mean(sound**2)) > 1e-4, (label, preset, key)
 
 
 def test_a_slice_renders_with_exactly_its_fnames_labels_flags_and_usage(meta_slice, tmp_path):
