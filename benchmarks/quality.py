@@ -6,7 +6,9 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
     fsd-subset     the 200 real FSDKaggle2018 clips (10 instrument labels x 20, all verified): repeated
                    stratified 5-fold CV (two repeats, fold seeds 42 and 7), out-of-fold MAP@3 and
                    accuracy over the 200 clips per repeat, their mean and spread; every recipe on the
-                   same folds. The recipe candidates for the competition's sound are scored here too.
+                   same folds. The recipe candidates for the competition's sound are scored here too,
+                   alone and in the default recipe's place in the blend, and the zoo's other views
+                   alone and as one more member of the blend.
     transfer       UrbanSound8K fold 1 -> 2 and 2 -> 1 fine-tuned from a base trained on ESC-50 with
                    the leakage guard on (the base never sees a clip of a recording UrbanSound8K holds:
                    the kit's exclude-sources mechanism), beside the same recipe from scratch (same
@@ -75,7 +77,13 @@ TRANSFER_GAIN = 0.05          # UrbanSound8K: transfer over scratch, mean accura
 FSD_CANDIDATES = {
     "44.1 kHz, 128 mel bins, 23 ms hop": ({"sample_rate": 44100, "n_fft": 2048, "hop_length": 1024, "n_mels": 128},
                                           {}, {}),
+    "width 32": ({}, {"width": 32}, {}),
+    "8 s crops": ({}, {}, {"crop_seconds": 8.0}),
+    "128 mel bins (22.05 kHz, 46 ms hop)": ({"n_mels": 128}, {}, {}),
 }
+# Other members of the zoo, scored alone on the FSD subset and as one more view of the default blend:
+# candidates for the blend, trained after the recipe candidates.
+FSD_EXTRA_VIEWS = (EXPERIMENTS_DIR / "wave-cnn1d.toml",)
 # Fine-tuning variants beside the plain transfer (train changes to the same recipe).
 TRANSFER_VARIANTS = {
     "backbone frozen for the first 10 epochs": {"freeze_backbone_epochs": 10},
@@ -390,6 +398,8 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
         candidates[f"candidate: {KIT_RECIPES[0].stem}, {label}"] = {
             seed: _experiment(KIT_RECIPES[0], protocol, seed=seed, features=features, model=model, **train)
             for seed in protocol.seeds}
+    for recipe in FSD_EXTRA_VIEWS:
+        candidates[f"zoo: {recipe.stem}"] = {seed: _experiment(recipe, protocol, seed=seed) for seed in protocol.seeds}
     # One repeat of every recipe before the next, the candidates last: a partial run has whole repeats.
     for group in (experiments, candidates):
         for seed in protocol.seeds:
@@ -411,20 +421,34 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
     rows = {}
     kit_names = [f"kit: {recipe.stem}" for recipe in KIT_RECIPES]
     blend_name = f"kit: {' + '.join(recipe.stem for recipe in KIT_RECIPES)} (blend)"
-    if all(name in done for name in kit_names):
+
+    def blend(names: list[str]) -> dict:
+        """The equal-weight geometric mean of finished recipes, per repeat, scored as a row."""
         blends = {}
         for seed in protocol.seeds:
-            members = [oof(done[name][seed], seed) for name in kit_names]
+            members = [oof(done[name][seed], seed) for name in names]
             blends[seed] = (geometric_mean([probs for probs, _ in members]), members[0][1])
-        rows[blend_name] = repeat_scores(true_ids, blends)
-        rows[blend_name]["train_seconds"] = _train_seconds([done[name][seed] for name in kit_names
-                                                            for seed in protocol.seeds])
+        scores = repeat_scores(true_ids, blends)
+        scores["train_seconds"] = _train_seconds([done[name][seed] for name in names for seed in protocol.seeds])
+        return scores
+
+    blend_candidates = {}
+    if all(name in done for name in kit_names):
+        rows[blend_name] = blend(kit_names)
+        # A candidate for the default recipe in its place in the blend; another view of the zoo beside it.
+        for name in candidates:
+            if name in done and name.startswith("candidate: "):
+                label = f"candidate blend: {name.split(', ', 1)[1]} in place of {kit_names[0].split(': ')[1]}"
+                blend_candidates[label] = blend([name, *kit_names[1:]])
+            elif name in done:
+                blend_candidates[f"candidate blend: the blend + {name.split(': ')[1]}"] = blend([*kit_names, name])
     for name in experiments:
         by_seed = done.get(name) or partial.get(name)
         if by_seed:
             label = name if name in done else f"{name} (seed {', '.join(map(str, by_seed))} only)"
             rows[label] = repeat_scores(true_ids, {seed: oof(run, seed) for seed, run in by_seed.items()})
             rows[label]["train_seconds"] = _train_seconds(list(by_seed.values()))
+    rows.update(blend_candidates)
     default = kit_names[0]
     if default in done:
         rows[f"ablation: {KIT_RECIPES[0].stem} without TTA (1 crop)"] = repeat_scores(true_ids, {

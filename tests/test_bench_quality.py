@@ -192,7 +192,7 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
     from benchmarks import quality
 
     recipes = []
-    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc"), ("tiny-extra", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
     tiny = quality.Protocol("fsd-subset", "FSD tiny", epochs=1, folds=(0, 1), seeds=(3, 4))
@@ -200,12 +200,22 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
     monkeypatch.setattr(quality, "KIT_RECIPES", tuple(recipes[:2]))
     monkeypatch.setattr(quality, "PEER_RECIPE", recipes[2])
     monkeypatch.setattr(quality, "FSD_CANDIDATES", {"wider": ({}, {"width": 6}, {})})
+    monkeypatch.setattr(quality, "FSD_EXTRA_VIEWS", (recipes[3],))
     workspace = Workspace(tmp_path / "kit")
     results = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["fsd-subset"])
     rows = results["fsd-subset"]
     assert list(rows) == ["kit: tiny-logmel + tiny-mfcc (blend)", "kit: tiny-logmel", "peer: Zafar kernel (tiny-peer)",
-                          "kit: tiny-mfcc", "candidate: tiny-logmel, wider",
+                          "kit: tiny-mfcc", "candidate: tiny-logmel, wider", "zoo: tiny-extra",
+                          "candidate blend: wider in place of tiny-logmel", "candidate blend: the blend + tiny-extra",
                           "ablation: tiny-logmel without TTA (1 crop)"]
+    # Each blend row is the blend of its members' runs: their training seconds add up.
+    seconds = {name: scores["train_seconds"] for name, scores in rows.items() if "train_seconds" in scores}
+    blend = "kit: tiny-logmel + tiny-mfcc (blend)"
+    assert seconds[blend] == pytest.approx(seconds["kit: tiny-logmel"] + seconds["kit: tiny-mfcc"])
+    assert seconds["candidate blend: the blend + tiny-extra"] == pytest.approx(
+        seconds[blend] + seconds["zoo: tiny-extra"])
+    assert seconds["candidate blend: wider in place of tiny-logmel"] == pytest.approx(
+        seconds["candidate: tiny-logmel, wider"] + seconds["kit: tiny-mfcc"])
     for scores in rows.values():
         assert set(scores) >= {"seed 3", "seed 4", "mean", "spread", "fold std"}
         assert len(scores["seed 3"]["fold map@3"]) == 2
@@ -217,7 +227,7 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
         record = json.loads((run_dir / "config.json").read_text())
         assert record["params"]["folds"]["k"] == 2 and record["params"]["folds"]["seed"] in (3, 4)
         assert record["params"]["train"]["epochs"] == 1 and record["params"]["train"]["keep_epoch"] == "last"
-    assert len(list(workspace.runs.glob("bench-fsd-subset-*"))) == 8  # 4 recipes x 2 repeats
+    assert len(list(workspace.runs.glob("bench-fsd-subset-*"))) == 10  # 5 recipes x 2 repeats
     out = capsys.readouterr().out
     assert "target mean MAP@3 >= 0.93 and >= 5 points over Zafar's recipe: tiny-logmel + tiny-mfcc (blend)" in out
     assert "(fsd-subset: " in out and "s wall, this call)" in out
