@@ -179,6 +179,9 @@ width = 4
 batch_size = 16
 crop_seconds = 1.0
 tta_crops = 2
+mixup_alpha = 0.2
+time_masks = 1
+freq_masks = 1
 """
 
 
@@ -206,6 +209,7 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
     rows = results["fsd-subset"]
     assert list(rows) == ["kit: tiny-logmel + tiny-mfcc (blend)", "kit: tiny-logmel", "peer: Zafar kernel (tiny-peer)",
                           "kit: tiny-mfcc", "candidate: tiny-logmel, wider", "zoo: tiny-extra",
+                          "ablation: tiny-logmel without SpecAugment masking", "ablation: tiny-logmel without mixup",
                           "candidate blend: wider in place of tiny-logmel", "candidate blend: the blend + tiny-extra",
                           "ablation: tiny-logmel without TTA (1 crop)"]
     # Each blend row is the blend of its members' runs: their training seconds add up.
@@ -227,8 +231,26 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
         record = json.loads((run_dir / "config.json").read_text())
         assert record["params"]["folds"]["k"] == 2 and record["params"]["folds"]["seed"] in (3, 4)
         assert record["params"]["train"]["epochs"] == 1 and record["params"]["train"]["keep_epoch"] == "last"
-    assert len(list(workspace.runs.glob("bench-fsd-subset-*"))) == 10  # 5 recipes x 2 repeats
+    assert len(list(workspace.runs.glob("bench-fsd-subset-*"))) == 14  # 7 recipes x 2 repeats
+    ablations = [json.loads((run_dir / "config.json").read_text())["params"]["train"]
+                 for run_dir in workspace.runs.glob("bench-fsd-subset-tiny-logmel-*")]
+    assert sum(train.get("mixup_alpha") == 0.0 for train in ablations) == 2  # one run per repeat
+    assert sum(train.get("time_masks") == 0 and train.get("freq_masks") == 0 for train in ablations) == 2
     out = capsys.readouterr().out
     assert "target mean MAP@3 >= 0.93 and >= 5 points over Zafar's recipe: tiny-logmel + tiny-mfcc (blend)" in out
     assert "(fsd-subset: " in out and "s wall, this call)" in out
     assert "fsd-subset" in json.loads((workspace.runs / "bench-quality.json").read_text())["tables"]
+
+
+def test_only_candidates_ahead_of_the_default_on_the_fsd_subset_are_confirmed_elsewhere():
+    from benchmarks.quality import candidates_ahead
+
+    def row(value):
+        return {"mean": {"map@3": value, "accuracy": value}}
+
+    candidates = {"wider": None, "longer": None, "finer": None, "unscored": None}
+    rows = {"kit: logmel": row(0.87), "candidate: logmel, wider": row(0.88), "candidate: logmel, longer": row(0.87),
+            "candidate: logmel, finer": row(0.80), "candidate: logmel, partial (seed 42 only)": row(0.99)}
+    assert candidates_ahead(rows, "kit: logmel", candidates) == ["wider"]
+    assert candidates_ahead({k: v for k, v in rows.items() if k != "kit: logmel"}, "kit: logmel", candidates) == []
+    assert candidates_ahead({}, "kit: logmel", candidates) == []
