@@ -433,8 +433,10 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
     for label, changes in ({} if bench.quick else TRAINING_ABLATIONS).items():
         candidates[f"ablation: {KIT_RECIPES[0].stem} {label}"] = {
             seed: _experiment(KIT_RECIPES[0], protocol, seed=seed, **changes) for seed in protocol.seeds}
-    # One repeat of every recipe before the next, the candidates last: a partial run has whole repeats.
-    for group in (experiments, candidates):
+    # One repeat of every recipe before the next, the candidates last (the zoo's views and the ablations
+    # before the recipe candidates): a partial run has whole repeats.
+    later = dict(sorted(candidates.items(), key=lambda item: item[0].startswith("candidate: ")))
+    for group in (experiments, later):
         for seed in protocol.seeds:
             for name, by_seed in group.items():
                 runs.setdefault(name, {})[seed] = bench.train(dataset, index, by_seed[seed])
