@@ -14,7 +14,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    the kit's exclude-sources mechanism), beside the same recipe from scratch (same
                    epochs, same folds): the transfer gain in points per fold; then what a practitioner
                    would try (the backbone frozen for the first epochs, a lower learning rate, longer
-                   fine-tuning)
+                   fine-tuning); and the default blend with every view fine-tuned from its own ESC-50
+                   base against the blend from scratch
     esc50          ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds (2,000 clips, 50 classes)
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
                    read in place as the kit's `esc10` dataset
@@ -82,7 +83,6 @@ FSD_CANDIDATES = {
     "width 32": ({}, {"width": 32}, {}),
     "8 s crops": ({}, {}, {"crop_seconds": 8.0}),
     "128 mel bins (22.05 kHz, 46 ms hop)": ({"n_mels": 128}, {}, {}),
-    "120 epochs": ({}, {}, {"epochs": 120}),
 }
 # Other members of the zoo, scored alone on the FSD subset and as one more view of the default blend:
 # candidates for the blend, trained after the recipe candidates.
@@ -557,34 +557,75 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
     esc50_root = _shared_copy(shared, ESC50, workspace)
     esc50 = replace(_dataset(ESC50, esc50_root), name="esc50-base")
     base_index = esc50_base_index(esc50.index(esc50_root))
-    base_experiment = _experiment(KIT_RECIPES[0], ESC50, epochs=BASE_EPOCHS)
-    base_dir = bench.train(esc50, base_index, base_experiment, exclude_sources="urbansound8k", only_folds=[1],
-                           run_name=f"bench-esc50-base-{base_experiment.name}-{base_experiment.hash}"
-                                    "-without-urbansound8k")
+
+    def train_base(recipe_path: Path):
+        """The recipe's ESC-50 base (guard on): its experiment and run folder (None if not finished)."""
+        experiment = _experiment(recipe_path, ESC50, epochs=BASE_EPOCHS)
+        return experiment, bench.train(esc50, base_index, experiment, exclude_sources="urbansound8k", only_folds=[1],
+                                       run_name=f"bench-esc50-base-{experiment.name}-{experiment.hash}"
+                                                "-without-urbansound8k")
+
+    def describe_base(experiment, base) -> str:
+        summary = base.fold_summary(1)
+        guard = check_leakage(workspace, base, dataset.name, index.train)
+        return (f"base: {experiment.name} on ESC-50 (at 16 kHz, Vorbis), {summary['n_train']} clips ({guard}), "
+                f"{BASE_EPOCHS} epochs, accuracy {summary['score']:.4f} on its {summary['n_val']} held-out check "
+                f"clips (one per class)")
+
+    def fine_tune(experiment, base) -> Path | None:
+        tag = config_hash({"experiment": experiment.hash, "base": base.config()["hash"]})
+        return bench.train(dataset, index, experiment, base_model=base.model_path(1),
+                           run_name=f"bench-urbansound8k-{experiment.name}-transfer-{tag}")
+
+    base_experiment, base_dir = train_base(KIT_RECIPES[0])
     recipe = _experiment(KIT_RECIPES[0], protocol)
     scratch_dir = bench.train(dataset, index, recipe)
     scratch = f"scratch: {recipe.name}"
     rows = {}
     if scratch_dir:
         rows[scratch] = _run_scores(scratch_dir, index, protocol)
-    base_note = "base not trained"
+    base_notes = [f"base not trained: {base_experiment.name}"]
+    transferred = {}  # each view's fine-tuned run (the same recipe), for the blend
     if base_dir:
         base = Run(base_dir)
-        summary = base.fold_summary(1)
-        guard = check_leakage(workspace, base, dataset.name, index.train)
-        base_note = (f"base: {base_experiment.name} on ESC-50 (at 16 kHz, Vorbis), {summary['n_train']} clips "
-                     f"({guard}), {BASE_EPOCHS} epochs, accuracy {summary['score']:.4f} on its "
-                     f"{summary['n_val']} held-out check clips (one per class)")
-        base_model = base.model_path(1)
+        base_notes = [describe_base(base_experiment, base)]
         for label, changes in {"same recipe": {}, **TRANSFER_VARIANTS}.items():
             experiment = recipe.with_overrides(train=changes)
-            tag = config_hash({"experiment": experiment.hash, "base": base.config()["hash"]})
-            run_dir = bench.train(dataset, index, experiment, base_model=base_model,
-                                  run_name=f"bench-urbansound8k-{experiment.name}-transfer-{tag}")
+            run_dir = fine_tune(experiment, base)
             if run_dir:
                 name = f"transfer: {label}"
                 rows[name] = _run_scores(run_dir, index, protocol)
                 rows[name]["epochs"] = experiment.train.epochs
+                if not changes:
+                    transferred[recipe.name] = run_dir
+    # The default blend's other views, each from its own ESC-50 base: the blend transferred against the
+    # blend from scratch.
+    scratch_views = {recipe.name: scratch_dir}
+    for recipe_path in KIT_RECIPES[1:]:
+        view_base_experiment, view_base_dir = train_base(recipe_path)
+        view = _experiment(recipe_path, protocol)
+        scratch_views[view.name] = bench.train(dataset, index, view)
+        if view_base_dir:
+            view_base = Run(view_base_dir)
+            base_notes.append(describe_base(view_base_experiment, view_base))
+            transferred[view.name] = fine_tune(view, view_base)
+        else:
+            base_notes.append(f"base not trained: {view_base_experiment.name}")
+    blend_rows = {}
+    names = [path.stem for path in KIT_RECIPES]
+    if all(scratch_views.get(name) for name in names):
+        blend_rows[f"scratch: {' + '.join(names)} (blend)"] = _blend([scratch_views[n] for n in names], index, protocol)
+        if all(transferred.get(name) for name in names):
+            blend_rows[f"transfer: {' + '.join(names)} (blend)"] = _blend([transferred[n] for n in names], index,
+                                                                          protocol)
+    view_notes = []
+    for name, run_dir in transferred.items():  # each view alone, transferred against from scratch
+        if run_dir and scratch_views.get(name):
+            alone = {kind: _run_scores(run, index, protocol)["mean"]["accuracy"]
+                     for kind, run in (("scratch", scratch_views[name]), ("transfer", run_dir))}
+            view_notes.append(f"{name} alone: scratch {alone['scratch']:.4f}, transfer {alone['transfer']:.4f} "
+                              f"({100 * (alone['transfer'] - alone['scratch']):+.1f})")
+    base_note = "\n".join(base_notes)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds, and the gain over scratch in "
             f"points ({protocol.epochs} epochs unless the row says, last epoch kept)\n{base_note}\n")
     if scratch in rows:
@@ -596,6 +637,19 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
                     for name in rows if name != scratch]
         text += (f"target transfer mean accuracy >= {TARGETS['urbansound8k']:.2f} and gain >= "
                  f"{100 * TRANSFER_GAIN:+.0f} points: {'; '.join(verdicts) or 'nothing finished'}")
+        if blend_rows:
+            scratch_blend = next(iter(blend_rows))
+            text += (f"\nthe default blend, every view from its own ESC-50 base, against the blend from scratch "
+                     f"(gains over the scratch blend)\n{transfer_table(blend_rows, scratch_blend, protocol)}")
+            rows.update(blend_rows)
+            if len(blend_rows) > 1:
+                transfer_blend = list(blend_rows)[1]
+                gain = transfer_gains(blend_rows, scratch_blend, protocol)[transfer_blend]["mean"]
+                accuracy = blend_rows[transfer_blend]["mean"]["accuracy"]
+                text += (f"\ntarget: the transferred blend {accuracy:.4f} {_met(accuracy, TARGETS['urbansound8k'])}, "
+                         f"gain {100 * gain:+.1f} {_met(gain, TRANSFER_GAIN)}")
+        if view_notes:
+            text += "\n" + "; ".join(view_notes)
     else:
         text += "scratch run not finished"
     return rows, text

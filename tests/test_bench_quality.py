@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from benchmarks.quality import ESC10, SHARED_DATA, URBANSOUND8K, fold_scores, run_quality_bench
+from competition.config import DEFAULT_EXPERIMENTS
 from competition.workspace import Workspace
 
 
@@ -135,6 +136,9 @@ def test_finished_only_trains_nothing_names_what_is_left_and_only_replaces_its_o
     assert out.index("FSDKaggle2018 subset") < out.index("transfer from an ESC-50 base") < out.index("ESC-50 (at 16")
     assert "fold seeds 42 and 7" in out and "nothing finished" in out and "base not trained" in out
     assert "bench-fsd-subset-logmel-cnn-" in out and "bench-esc50-base-logmel-cnn-" in out  # left out, named
+    # Every view of the default blend has its own ESC-50 base for the transferred blend.
+    assert all(f"base not trained: {recipe.stem}" in out and f"bench-esc50-base-{recipe.stem}-" in out
+               for recipe in DEFAULT_EXPERIMENTS)
     assert "ESC-10" not in out and "bench-quality:" in out
     assert not [path for path in workspace.runs.glob("bench-*") if path.is_dir()]  # nothing trained
     # The leakage guard finds UrbanSound8K where the kit keeps it.
