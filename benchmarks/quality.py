@@ -35,10 +35,11 @@ its epochs and prints them.
 Each recipe is loaded for its dataset, with the experiment file's `[datasets.<name>]` values (the
 log-mel views shift bins and levels on UrbanSound8K only). The ablation takes the default recipe
 apart: its fold models re-scored on one centre crop instead of TTA (every protocol; no training),
-each member alone against the blend, and on ESC-10 retrained without SpecAugment masking and
-without mixup, on UrbanSound8K without its bin shifts and level changes. --quick skips those
-retrainings. The FSD subset's recipe candidates are also trained on ESC-10 (but with --quick),
-where the default was shaped: a candidate becomes the default only if it does not lose there. Runs land in
+each member alone against the blend, and on the FSD subset and ESC-10 retrained without SpecAugment
+masking and without mixup, on UrbanSound8K without its bin shifts and level changes. --quick skips
+those retrainings. An FSD-subset candidate ahead of the default there is also trained on ESC-10 (but
+with --quick), where the default was shaped: a candidate becomes the default only if it does not
+lose there. Runs land in
 runs/bench-<dataset>-<recipe>-<hash>/ of the workspace, reports included, so a rerun reuses
 whatever finished; --finished-only trains nothing and prints the tables of what finished (a recipe
 not finished is named); --recipes NAMES trains only those experiments' runs (two processes can
@@ -85,7 +86,7 @@ FSD_CANDIDATES = {
     "128 mel bins (22.05 kHz, 46 ms hop)": ({"n_mels": 128}, {}, {}),
 }
 # Other members of the zoo, scored alone on the FSD subset and as one more view of the default blend:
-# candidates for the blend, trained after the recipe candidates.
+# candidates for the blend.
 FSD_EXTRA_VIEWS = (EXPERIMENTS_DIR / "wave-cnn1d.toml",)
 # Fine-tuning variants beside the plain transfer (train changes to the same recipe).
 TRANSFER_VARIANTS = {
