@@ -258,3 +258,45 @@ def test_only_candidates_ahead_of_the_default_on_the_fsd_subset_are_confirmed_el
     assert candidates_ahead(rows, "kit: logmel", candidates) == ["wider"]
     assert candidates_ahead({k: v for k, v in rows.items() if k != "kit: logmel"}, "kit: logmel", candidates) == []
     assert candidates_ahead({}, "kit: logmel", candidates) == []
+
+
+@pytest.mark.slow
+def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tmp_path, tiny_competition, monkeypatch,
+                                                                               capsys):
+    from dataclasses import replace
+    from pathlib import PurePath
+
+    from benchmarks import quality
+    from competition.modeling.runs import Run
+
+    recipes = []
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
+        recipes.append(tmp_path / f"{name}.toml")
+        recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    tiny = replace(quality.TRANSFER, epochs=1)
+    monkeypatch.setattr(quality, "TRANSFER", tiny)
+    monkeypatch.setitem(quality.PROTOCOLS, "transfer", tiny)
+    monkeypatch.setattr(quality, "KIT_RECIPES", tuple(recipes))
+    monkeypatch.setattr(quality, "TRANSFER_VARIANTS", {})
+    monkeypatch.setattr(quality, "BASE_EPOCHS", 1)
+    workspace = Workspace(tmp_path / "kit")
+    rows = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["transfer"],
+                                     quick=True)["transfer"]
+    blend = "tiny-logmel + tiny-mfcc (blend)"
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}"]
+    out = capsys.readouterr().out
+    # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
+    bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
+    assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)
+    assert "base: tiny-logmel on ESC-50" in out and "base: tiny-mfcc on ESC-50" in out
+    assert "tiny-mfcc alone: scratch " in out and "target: the transferred blend " in out
+    transferred = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"))
+    assert len(transferred) == 2
+    # The transferred blend is the geometric mean of the two fine-tuned views, scored per held-out fold.
+    members = [Run(run_dir).predictions("oof") for run_dir in transferred]
+    assert list(members[0].fnames) == list(members[1].fnames)
+    probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in members], axis=0))
+    folds = np.array([int(PurePath(fname).name.split("-")[0]) // 1000 for fname in members[0].fnames])
+    right = probs.argmax(axis=1) == members[0].true_ids
+    expected = np.mean([right[folds == fold].mean() for fold in (1, 2)])
+    assert rows[f"transfer: {blend}"]["mean"]["accuracy"] == pytest.approx(expected)
