@@ -614,11 +614,11 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
             base_notes.append(f"base not trained: {view_base_experiment.name}")
     blend_rows = {}
     names = [path.stem for path in KIT_RECIPES]
-    if all(scratch_views.get(name) for name in names):
-        blend_rows[f"scratch: {' + '.join(names)} (blend)"] = _blend([scratch_views[n] for n in names], index, protocol)
-        if all(transferred.get(name) for name in names):
-            blend_rows[f"transfer: {' + '.join(names)} (blend)"] = _blend([transferred[n] for n in names], index,
-                                                                          protocol)
+    for kind, views in (("scratch", scratch_views), ("transfer", transferred)):
+        if all(views.get(name) for name in names) and (kind == "scratch" or blend_rows):
+            members = [views[name] for name in names]
+            blend_rows[f"{kind}: {' + '.join(names)} (blend)"] = {**_blend(members, index, protocol),
+                                                                   "train_seconds": _train_seconds(members)}
     view_notes = []
     for name, run_dir in transferred.items():  # each view alone, transferred against from scratch
         if run_dir and scratch_views.get(name):

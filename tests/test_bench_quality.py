@@ -300,3 +300,5 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     right = probs.argmax(axis=1) == members[0].true_ids
     expected = np.mean([right[folds == fold].mean() for fold in (1, 2)])
     assert rows[f"transfer: {blend}"]["mean"]["accuracy"] == pytest.approx(expected)
+    assert rows[f"transfer: {blend}"]["train_seconds"] == pytest.approx(
+        rows["transfer: same recipe"]["train_seconds"] + quality._train_seconds([transferred[1]]))
