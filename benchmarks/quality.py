@@ -363,6 +363,19 @@ def _predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tu
             if run_dir:
                 rows[f"candidate: {kit[0].name}, {label}"] = _run_scores(run_dir, index, protocol)
         behind = [label for label in FSD_CANDIDATES if label not in ahead]
+        for recipe in FSD_EXTRA_VIEWS:  # a zoo view that added to the blend there: alone and in the blend here
+            label = f"the blend + {recipe.stem}"
+            if not rows_ahead(fsd_rows, blend_name, [f"candidate blend: {label}"]):
+                behind.append(label)
+                continue
+            view = _experiment(recipe, protocol)
+            run_dir = bench.train(dataset, index, view)
+            if run_dir:
+                rows[f"zoo: {view.name}"] = _run_scores(run_dir, index, protocol)
+                if all(runs[e.name] for e in kit):
+                    members = [*(runs[e.name] for e in kit), run_dir]
+                    rows[f"candidate blend: {label}"] = {**_blend(members, index, protocol),
+                                                         "train_seconds": _train_seconds(members)}
         if behind:
             candidates_note = (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
                                f"(or not scored there yet): {'; '.join(behind)}")
@@ -386,12 +399,16 @@ def candidates_ahead(fsd_rows: dict[str, dict], default_row: str, candidates: di
     """The FSD subset's candidates whose mean MAP@3 over every repeat is above the default recipe's:
     the only ones worth confirming where the default was shaped (a row of some repeats only, its
     name saying so, does not count)."""
-    if default_row not in fsd_rows:
-        return []
-    default = fsd_rows[default_row]["mean"]["map@3"]
     prefix = default_row.replace("kit: ", "candidate: ", 1)
-    return [label for label in candidates
-            if f"{prefix}, {label}" in fsd_rows and fsd_rows[f"{prefix}, {label}"]["mean"]["map@3"] > default]
+    ahead = rows_ahead(fsd_rows, default_row, [f"{prefix}, {label}" for label in candidates])
+    return [label for label in candidates if f"{prefix}, {label}" in ahead]
+
+
+def rows_ahead(rows: dict[str, dict], reference: str, names: list[str]) -> list[str]:
+    """Those of `names` that are rows with a mean MAP@3 above the `reference` row's (none without it)."""
+    if reference not in rows:
+        return []
+    return [name for name in names if name in rows and rows[name]["mean"]["map@3"] > rows[reference]["mean"]["map@3"]]
 
 
 def repeat_table(rows: dict[str, dict], seeds: tuple[int, ...]) -> str:

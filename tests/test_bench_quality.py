@@ -302,3 +302,46 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert rows[f"transfer: {blend}"]["mean"]["accuracy"] == pytest.approx(expected)
     assert rows[f"transfer: {blend}"]["train_seconds"] == pytest.approx(
         rows["transfer: same recipe"]["train_seconds"] + quality._train_seconds([transferred[1]]))
+
+
+@pytest.mark.slow
+def test_esc10_confirms_a_zoo_view_only_where_it_added_to_the_fsd_subset_blend(tmp_path, tiny_competition,
+                                                                               monkeypatch, capsys):
+    import json
+    from dataclasses import replace
+
+    from benchmarks import quality
+
+    recipes = {}
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc"), ("tiny-extra", "mfcc")):
+        recipes[name] = tmp_path / f"{name}.toml"
+        recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    monkeypatch.setitem(quality.PROTOCOLS, "esc10", replace(quality.ESC10, epochs=1))
+    monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
+    monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
+    monkeypatch.setattr(quality, "FSD_EXTRA_VIEWS", (recipes["tiny-extra"],))
+    monkeypatch.setattr(quality, "FSD_CANDIDATES", {})
+    monkeypatch.setattr(quality, "TRAINING_ABLATIONS", {})
+    workspace = Workspace(tmp_path / "kit")
+    shared = _fake_shared(tmp_path, tiny_competition)
+    blend, with_view = "kit: tiny-logmel + tiny-mfcc (blend)", "candidate blend: the blend + tiny-extra"
+
+    def fsd_subset_scored(blend_map, with_view_map):
+        path = workspace.runs / "bench-quality.json"
+        written = json.loads(path.read_text()) if path.is_file() else {}
+        written["fsd-subset"] = {name: {"mean": {"map@3": value}} for name, value in ((blend, blend_map),
+                                                                                       (with_view, with_view_map))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(written))
+
+    fsd_subset_scored(0.90, 0.90)  # level with the blend there: not trained here
+    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc10"])["esc10"]
+    assert "zoo: tiny-extra" not in rows and with_view not in rows and blend in rows
+    assert "not ahead of tiny-logmel on the FSD subset's finished repeats (or not scored there yet): the blend + " \
+           "tiny-extra" in capsys.readouterr().out
+    assert not list(workspace.runs.glob("bench-esc10-tiny-extra-*"))
+    fsd_subset_scored(0.90, 0.91)  # ahead there: alone and in the blend here
+    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc10"])["esc10"]
+    assert rows[with_view]["train_seconds"] == pytest.approx(rows[blend]["train_seconds"]
+                                                             + rows["zoo: tiny-extra"]["train_seconds"])
+    assert "the blend + tiny-extra" not in capsys.readouterr().out.split("target mean accuracy")[-1]
