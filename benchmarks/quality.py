@@ -302,13 +302,14 @@ def _without_tta(run_dir: Path, workspace: Workspace, dataset, index, experiment
 
 
 def _blend(run_dirs: list[Path], index, protocol: Protocol) -> dict:
+    """The runs' equal-weight geometric mean scored per held-out fold, with their training seconds."""
     from competition.modeling.inference import geometric_mean
     from competition.modeling.runs import Run
 
     members = [Run(run_dir).predictions("oof") for run_dir in run_dirs]
     folds = index.train.set_index("fname").loc[members[0].fnames, "fold"].to_numpy()
     blend = geometric_mean([m.probs for m in members])
-    return fold_scores(members[0].true_ids, blend, folds, protocol)
+    return {**fold_scores(members[0].true_ids, blend, folds, protocol), "train_seconds": _train_seconds(run_dirs)}
 
 
 def _table(rows: dict[str, dict], protocol: Protocol) -> str:
@@ -338,7 +339,6 @@ def _predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tu
     blend_name = f"kit: {' + '.join(e.name for e in kit)} (blend)"
     if all(runs[e.name] for e in kit):
         rows[blend_name] = _blend([runs[e.name] for e in kit], index, protocol)
-        rows[blend_name]["train_seconds"] = _train_seconds([runs[e.name] for e in kit])
     rows.update({f"kit: {e.name}": _run_scores(runs[e.name], index, protocol) for e in kit if runs[e.name]})
     if runs[peer.name]:
         rows[f"peer: Zafar kernel ({peer.name})"] = _run_scores(runs[peer.name], index, protocol)
@@ -374,8 +374,7 @@ def _predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tu
                 rows[f"zoo: {view.name}"] = _run_scores(run_dir, index, protocol)
                 if all(runs[e.name] for e in kit):
                     members = [*(runs[e.name] for e in kit), run_dir]
-                    rows[f"candidate blend: {label}"] = {**_blend(members, index, protocol),
-                                                         "train_seconds": _train_seconds(members)}
+                    rows[f"candidate blend: {label}"] = _blend(members, index, protocol)
         if behind:
             candidates_note = (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
                                f"(or not scored there yet): {'; '.join(behind)}")
@@ -634,8 +633,7 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
     for kind, views in (("scratch", scratch_views), ("transfer", transferred)):
         if all(views.get(name) for name in names) and (kind == "scratch" or blend_rows):
             members = [views[name] for name in names]
-            blend_rows[f"{kind}: {' + '.join(names)} (blend)"] = {**_blend(members, index, protocol),
-                                                                   "train_seconds": _train_seconds(members)}
+            blend_rows[f"{kind}: {' + '.join(names)} (blend)"] = _blend(members, index, protocol)
     view_notes = []
     for name, run_dir in transferred.items():  # each view alone, transferred against from scratch
         if run_dir and scratch_views.get(name):
