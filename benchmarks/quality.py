@@ -127,7 +127,12 @@ FSD_SUBSET = Protocol("fsd-subset", "FSDKaggle2018 subset (200 real clips, 10 in
 TRANSFER = Protocol("urbansound8k", "UrbanSound8K, train on one fold, test on the other: transfer from an ESC-50 "
                     "base (leakage guard on) against the same recipe from scratch", epochs=60, folds=(1, 2),
                     name="transfer")
-PROTOCOLS = {p.key: p for p in (FSD_SUBSET, TRANSFER, ESC50, ESC10, URBANSOUND8K)}
+FSD_TRANSFER = replace(FSD_SUBSET, name="fsd-transfer",
+                       title="FSDKaggle2018 subset, repeated stratified 5-fold CV: every default view fine-tuned "
+                             "from its ESC-50 base (leakage guard: checked) against the same view from scratch")
+PROTOCOLS = {p.key: p for p in (FSD_SUBSET, TRANSFER, FSD_TRANSFER, ESC50, ESC10, URBANSOUND8K)}
+# Those fine-tuned from the ESC-50 bases: they need the ESC-50 copy too.
+FROM_ESC50_BASES = ("transfer", "fsd-transfer")
 # The ESC-50 base of the transfer: the default recipe on every ESC-50 clip but UrbanSound8K's recordings,
 # one held-out clip per class (of fold 1) its check; its epochs.
 BASE_EPOCHS = 60
@@ -165,7 +170,20 @@ def _shared_copy(shared: Path, protocol: Protocol, workspace: Workspace) -> Path
     script = {"urbansound8k": "urbansound8k-wav", "fsd-subset": "fsdkaggle2018-subset-wav"}[protocol.dataset]
     subprocess.run([sys.executable, str(shared.parent / "bin" / script), str(wav)], check=True,
                    stdout=subprocess.DEVNULL)
+    if protocol.dataset == "fsd-subset":
+        _link_freesound_ids(shared, wav)
     return wav
+
+
+def _link_freesound_ids(shared: Path, wav: Path) -> None:
+    """The competition's post-competition train CSV beside the subset's train.csv: the index then
+    names each clip's Freesound recording (`source_id`), which the leakage guard checks."""
+    from competition.datasets.freesound import TRAIN_SOURCES_CSV
+
+    meta = shared / "fsdkaggle2018-meta" / TRAIN_SOURCES_CSV
+    link = wav / TRAIN_SOURCES_CSV
+    if meta.is_file() and not link.exists():
+        link.symlink_to(meta.resolve())
 
 
 def _dataset(protocol: Protocol, root: Path):
@@ -425,11 +443,21 @@ def repeat_table(rows: dict[str, dict], seeds: tuple[int, ...]) -> str:
     return "\n".join(lines)
 
 
+def _repeat_oof(run_dir: Path, workspace: Workspace, dataset, index, protocol: Protocol,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A repeat's out-of-fold probabilities, in `index.train`'s order, and the fold of every clip."""
+    from competition.datasets.folds import load_or_make_folds
+    from competition.modeling.runs import Run
+
+    predictions = Run(run_dir).predictions("oof")
+    assert (predictions.fnames == index.train["fname"].to_numpy()).all(), run_dir
+    folds = load_or_make_folds(workspace, dataset, index.train, len(protocol.folds), seed).to_numpy()
+    return predictions.probs, folds
+
+
 def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple[dict, str]:
     """The FSD subset: every recipe on the same repeated stratified folds; OOF MAP@3 per repeat."""
-    from competition.datasets.folds import load_or_make_folds
     from competition.modeling.inference import geometric_mean
-    from competition.modeling.runs import Run
 
     workspace = bench.workspace
     true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
@@ -460,11 +488,7 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
     experiments.update(candidates)
 
     def oof(run_dir: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        predictions = Run(run_dir).predictions("oof")
-        order = index.train["fname"].to_numpy()
-        assert (predictions.fnames == order).all(), run_dir
-        folds = load_or_make_folds(workspace, dataset, index.train, len(protocol.folds), seed).to_numpy()
-        return predictions.probs, folds
+        return _repeat_oof(run_dir, workspace, dataset, index, protocol, seed)
 
     done = {name: by_seed for name, by_seed in runs.items() if all(by_seed.values())}
     # A candidate (or zoo view, or ablation) with some repeats finished is shown on those (its row says which).
@@ -558,41 +582,63 @@ def esc50_base_index(esc50_index, check_fold: int = 1):
     return Index(train, esc50_index.test)
 
 
-def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
-    """The ESC-50 base (leakage guard on), then UrbanSound8K 1 <-> 2 from it and from scratch."""
-    from competition.config import config_hash
-    from competition.modeling.runs import Run
-    from competition.modeling.transfer import check_leakage
+class Esc50Bases:
+    """The ESC-50 bases of the transfer protocols: each recipe's, trained once on every ESC-50 clip but
+    UrbanSound8K's recordings and one check clip per class (the kit's exclude-sources mechanism), and
+    checked against each target before a fine-tune starts from it."""
 
-    workspace = bench.workspace
-    # The leakage guard indexes UrbanSound8K where the kit keeps it: the bench's WAV copy.
-    us8k_dir = workspace.dataset_dir("urbansound8k")
-    if not us8k_dir.exists():
-        us8k_dir.parent.mkdir(parents=True, exist_ok=True)
-        us8k_dir.symlink_to(_shared_copy(shared, URBANSOUND8K, workspace).resolve())
-    # Its own name: its features are cached apart from the ESC-50 protocol's (another set of clips).
-    esc50_root = _shared_copy(shared, ESC50, workspace)
-    esc50 = replace(_dataset(ESC50, esc50_root), name="esc50-base")
-    base_index = esc50_base_index(esc50.index(esc50_root))
+    def __init__(self, bench: Bench, shared: Path):
+        workspace = self.workspace = bench.workspace
+        self.bench = bench
+        # The leakage guard indexes UrbanSound8K where the kit keeps it: the bench's WAV copy.
+        us8k_dir = workspace.dataset_dir("urbansound8k")
+        if not us8k_dir.exists():
+            us8k_dir.parent.mkdir(parents=True, exist_ok=True)
+            us8k_dir.symlink_to(_shared_copy(shared, URBANSOUND8K, workspace).resolve())
+        # Its own name: its features are cached apart from the ESC-50 protocol's (another set of clips).
+        esc50_root = _shared_copy(shared, ESC50, workspace)
+        self.dataset = replace(_dataset(ESC50, esc50_root), name="esc50-base")
+        self.index = esc50_base_index(self.dataset.index(esc50_root))
 
-    def train_base(recipe_path: Path):
+    def train(self, recipe_path: Path):
         """The recipe's ESC-50 base (guard on): its experiment and run folder (None if not finished)."""
         experiment = _experiment(recipe_path, ESC50, epochs=BASE_EPOCHS)
-        return experiment, bench.train(esc50, base_index, experiment, exclude_sources="urbansound8k", only_folds=[1],
-                                       run_name=f"bench-esc50-base-{experiment.name}-{experiment.hash}"
-                                                "-without-urbansound8k")
+        return experiment, self.bench.train(self.dataset, self.index, experiment, exclude_sources="urbansound8k",
+                                            only_folds=[1], run_name=f"bench-esc50-base-{experiment.name}-"
+                                                                     f"{experiment.hash}-without-urbansound8k")
 
-    def describe_base(experiment, base) -> str:
+    def describe(self, experiment, base, target: str, target_train) -> str:
+        """The base, its check accuracy and what the leakage guard found for `target` (refusing a base
+        that shares a recording with it: LeakageError)."""
+        from competition.modeling.transfer import check_leakage
+
         summary = base.fold_summary(1)
-        guard = check_leakage(workspace, base, dataset.name, index.train)
+        guard = check_leakage(self.workspace, base, target, target_train, base_train=self.index.train)
         return (f"base: {experiment.name} on ESC-50 (at 16 kHz, Vorbis), {summary['n_train']} clips ({guard}), "
                 f"{BASE_EPOCHS} epochs, accuracy {summary['score']:.4f} on its {summary['n_val']} held-out check "
                 f"clips (one per class)")
 
+
+def _fine_tune_name(dataset, experiment, base) -> str:
+    from competition.config import config_hash
+
+    tag = config_hash({"experiment": experiment.hash, "base": base.config()["hash"]})
+    return f"bench-{dataset.name}-{experiment.name}-transfer-{tag}"
+
+
+def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
+    """The ESC-50 base (leakage guard on), then UrbanSound8K 1 <-> 2 from it and from scratch."""
+    from competition.modeling.runs import Run
+
+    bases = Esc50Bases(bench, shared)
+    train_base = bases.train
+
+    def describe_base(experiment, base) -> str:
+        return bases.describe(experiment, base, dataset.name, index.train)
+
     def fine_tune(experiment, base) -> Path | None:
-        tag = config_hash({"experiment": experiment.hash, "base": base.config()["hash"]})
         return bench.train(dataset, index, experiment, base_model=base.model_path(1),
-                           run_name=f"bench-urbansound8k-{experiment.name}-transfer-{tag}")
+                           run_name=_fine_tune_name(dataset, experiment, base))
 
     base_experiment, base_dir = train_base(KIT_RECIPES[0])
     recipe = _experiment(KIT_RECIPES[0], protocol)
@@ -671,6 +717,95 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
     return rows, text
 
 
+def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
+    """The FSD subset: each default view fine-tuned from its ESC-50 base on the fsd-subset protocol's
+    repeated folds, beside the same view from scratch (its runs, reused); the blends of both."""
+    from competition.modeling.inference import geometric_mean
+    from competition.modeling.runs import Run
+
+    workspace = bench.workspace
+    bases = Esc50Bases(bench, shared)
+    true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    names = [recipe.stem for recipe in KIT_RECIPES]
+    scratch: dict[str, dict[int, Path | None]] = {}
+    transferred: dict[str, dict[int, Path | None]] = {}
+    view_bases: dict[str, Run] = {}
+    base_notes = []
+    for recipe in KIT_RECIPES:  # the bases first: a fine-tune needs its base finished
+        base_experiment, base_dir = bases.train(recipe)
+        if not base_dir:
+            base_notes.append(f"base not trained: {base_experiment.name}")
+            continue
+        base = Run(base_dir)
+        base_notes.append(bases.describe(base_experiment, base, dataset.name, index.train))
+        view_bases[recipe.stem] = base
+    peer = {seed: bench.train(dataset, index, _experiment(PEER_RECIPE, protocol, seed=seed)) for seed in protocol.seeds}
+    for seed in protocol.seeds:  # a whole repeat of every view before the next
+        for recipe in KIT_RECIPES:
+            experiment = _experiment(recipe, protocol, seed=seed)
+            scratch.setdefault(recipe.stem, {})[seed] = bench.train(dataset, index, experiment)
+            if recipe.stem in view_bases:
+                base = view_bases[recipe.stem]
+                transferred.setdefault(recipe.stem, {})[seed] = bench.train(
+                    dataset, index, experiment, base_model=base.model_path(1),
+                    run_name=_fine_tune_name(dataset, experiment, base))
+
+    def finished(by_seed: dict) -> bool:
+        return all(by_seed.get(seed) for seed in protocol.seeds)
+
+    def row(members: list[dict[int, Path]]) -> dict:
+        """Repeat scores of the members' equal-weight geometric mean (one member: the run itself)."""
+        repeats = {}
+        for seed in protocol.seeds:
+            oofs = [_repeat_oof(by_seed[seed], workspace, dataset, index, protocol, seed) for by_seed in members]
+            repeats[seed] = (geometric_mean([probs for probs, _ in oofs]), oofs[0][1])
+        scores = repeat_scores(true_ids, repeats)
+        scores["train_seconds"] = _train_seconds([by_seed[seed] for by_seed in members for seed in protocol.seeds])
+        return scores
+
+    rows, pairs = {}, {}  # pairs: a transferred row -> the scratch row it is set against
+    peer_name = f"peer: Zafar kernel ({PEER_RECIPE.stem})"
+    if finished(peer):
+        rows[peer_name] = row([peer])
+    for name in names:
+        if finished(scratch[name]):
+            rows[f"scratch: {name}"] = row([scratch[name]])
+        if name in transferred and finished(transferred[name]):
+            rows[f"transfer: {name}"] = row([transferred[name]])
+            pairs[f"transfer: {name}"] = f"scratch: {name}"
+    blend = f"{' + '.join(names)} (blend)"
+    if all(finished(scratch[name]) for name in names):
+        rows[f"scratch: {blend}"] = row([scratch[name] for name in names])
+        if all(name in transferred and finished(transferred[name]) for name in names):
+            rows[f"transfer: {blend}"] = row([transferred[name] for name in names])
+            pairs[f"transfer: {blend}"] = f"scratch: {blend}"
+            # Started apart, the scratch and the transferred views may err apart: all six blended.
+            rows[f"scratch + transfer: {2 * len(names)} views (blend)"] = row(
+                [*(scratch[name] for name in names), *(transferred[name] for name in names)])
+            pairs[f"scratch + transfer: {2 * len(names)} views (blend)"] = f"scratch: {blend}"
+    text = (f"\n{protocol.title}: out-of-fold MAP@3 per repeat (the fsd-subset protocol's folds, fold seeds "
+            f"{' and '.join(map(str, protocol.seeds))}; {protocol.epochs} epochs, last epoch kept)\n"
+            + "\n".join(base_notes) + "\n" + (repeat_table(rows, protocol.seeds) if rows else "nothing finished"))
+    for name, reference in pairs.items():
+        gains = [rows[name][f"seed {seed}"]["map@3"] - rows[reference][f"seed {seed}"]["map@3"]
+                 for seed in protocol.seeds]
+        text += (f"\n{name}: {100 * (rows[name]['mean']['map@3'] - rows[reference]['mean']['map@3']):+.1f} MAP@3 "
+                 f"points over {reference} ("
+                 + ", ".join(f"seed {seed} {100 * gain:+.1f}" for seed, gain in zip(protocol.seeds, gains)) + ")")
+    verdicts = []
+    for name in pairs:
+        value = rows[name]["mean"]["map@3"]
+        verdict = f"{name} {value:.4f} {_met(value, TARGETS['fsd-subset'])}"
+        if peer_name in rows:
+            margin = value - rows[peer_name]["mean"]["map@3"]
+            verdict += f", {100 * margin:+.1f} over Zafar's recipe {_met(margin, FSD_MARGIN_OVER_PEER)}"
+        verdicts.append(verdict)
+    if verdicts:
+        text += (f"\ntarget mean MAP@3 >= {TARGETS['fsd-subset']:.2f} and >= {100 * FSD_MARGIN_OVER_PEER:.0f} points "
+                 f"over Zafar's recipe: {'; '.join(verdicts)}")
+    return rows, text
+
+
 def _write(workspace: Workspace, results: dict, tables: dict[str, str], seconds: dict[str, float]) -> None:
     """runs/bench-quality.json/.txt: this run's protocols over the ones written before."""
     path = workspace.runs / "bench-quality.json"
@@ -700,15 +835,19 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
         protocol = PROTOCOLS[name]
         protocol_started = time.perf_counter()
         root = _shared_copy(shared, protocol, workspace)
-        needs = [root] + ([_shared_copy(shared, ESC50, workspace)] if protocol is TRANSFER else [])
+        # The ESC-50 bases leave UrbanSound8K's recordings out: they need both copies.
+        bases_need = (ESC50, URBANSOUND8K) if name in FROM_ESC50_BASES else ()
+        needs = [root] + [_shared_copy(shared, other, workspace) for other in bases_need]
         if any(path is None for path in needs):
-            print(f"{protocol.title}: skipped, {_shared_source(shared, protocol)} (or, for transfer, "
-                  f"{_shared_source(shared, ESC50)}) not found")
+            print(f"{protocol.title}: skipped, {_shared_source(shared, protocol)} "
+                  + "".join(f"or {_shared_source(shared, other)} " for other in bases_need) + "not found")
             continue
         dataset = _dataset(protocol, root)
         index = _index(dataset, root, protocol)
-        if protocol is TRANSFER:
+        if name == "transfer":
             rows, text = _transfer_protocol(bench, protocol, dataset, index, shared)
+        elif name == "fsd-transfer":
+            rows, text = _fsd_transfer_protocol(bench, protocol, dataset, index, shared)
         elif protocol.seeds:
             rows, text = _repeated_protocol(bench, protocol, dataset, index)
         else:

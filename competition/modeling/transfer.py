@@ -26,26 +26,28 @@ class LeakageError(KitError, ValueError):
     """A transfer would score the target on recordings its base was trained on."""
 
 
-def check_leakage(workspace, base: Run, target_name: str, target_train) -> str:
-    """Refuse a base that was trained on recordings the target holds; returns what was checked."""
+def check_leakage(workspace, base: Run, target_name: str, target_train, base_train=None) -> str:
+    """Refuse a base that was trained on recordings the target holds; returns what was checked.
+    `base_train`: the base's training clips, where its dataset is not one of the registry's (a
+    benchmark's selection); by default its dataset's index."""
     from competition.datasets.registry import get_dataset
     from competition.datasets.sources import describe, shared_sources, source_ids
 
     record = base.config()
     if record.get("excluded_sources", {}).get("of") == target_name:
         return f"base trained without {target_name}'s recordings ({record['excluded_sources']['clips']} clips left out)"
-    base_dataset = get_dataset(record["dataset"])
-    base_train = base_dataset.index(workspace.dataset_dir(base_dataset.name)).train
+    base_name = record["dataset"]
+    if base_train is None:
+        base_train = get_dataset(base_name).index(workspace.dataset_dir(base_name)).train
     if not source_ids(base_train) or not source_ids(target_train):
-        return (f"not checked: {base_dataset.name if not source_ids(base_train) else target_name} names no source "
-                "recordings")
+        return f"not checked: {base_name if not source_ids(base_train) else target_name} names no source recordings"
     shared = shared_sources(base_train, target_train)
     if shared:
         clips = int(base_train["source_id"].astype(str).isin(shared).sum())
         raise LeakageError(
             f"{base.dir}: trained on {clips} clip(s) of {len(shared)} recording(s) that {target_name} also holds "
             f"({describe(shared)}); its {target_name} scores would count recordings it has heard. Train the base "
-            f"without them (make train DATASET={base_dataset.name} EXCLUDE_SOURCES_OF={target_name}), or pass "
+            f"without them (make train DATASET={base_name} EXCLUDE_SOURCES_OF={target_name}), or pass "
             "--allow-leakage")
     return f"no recording shared with {target_name}"
 
