@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--generated", action="store_true",
                        help="generated WAV clips even where ../shared/data (ESC-10, UrbanSound8K) is present")
     quality = kinds.add_parser("quality", help="accuracy on real audio (../shared/data): FSDKaggle2018 subset "
-                               "repeated CV, UrbanSound8K transfer from ESC-50 vs scratch, ESC-50 and ESC-10 5-fold, "
+                               "repeated CV, UrbanSound8K and the FSD subset fine-tuned from ESC-50 bases vs scratch, "
+                               "ESC-50 and ESC-10 5-fold, "
                                "UrbanSound8K fold 1<->2; kit recipe vs the Zafar kernel recipe, ablation")
     quality.add_argument("--quick", action="store_true", help="no ablation retraining (TTA ablation only)")
     scale = kinds.add_parser("scale", help="the FOLDS=all kernels run here on a full-size generated competition "
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                        "blend (default: the first experiment's fold kernels and the blend of those)")
     scale.add_argument("--workers", type=int, help="processes rendering the competition (default: all cores)")
     quality.add_argument("--only", metavar="NAMES",
-                         help="comma-separated protocols to run, of: fsd-subset, transfer, esc50, esc10, urbansound8k "
+                         help="comma-separated protocols to run, of: fsd-subset, transfer, fsd-transfer, esc50, esc10, "
+                              "urbansound8k "
                               "(default: all, in that order)")
     quality.add_argument("--finished-only", action="store_true",
                          help="train nothing: the tables of the runs that finished, naming the others")

@@ -41,7 +41,8 @@ def test_only_picks_protocols_in_running_order_and_names_unknown_ones():
     from benchmarks.quality import PROTOCOLS, parse_only
     from competition.errors import KitError
 
-    assert parse_only(None) == list(PROTOCOLS) == ["fsd-subset", "transfer", "esc50", "esc10", "urbansound8k"]
+    assert parse_only(None) == list(PROTOCOLS) == ["fsd-subset", "transfer", "fsd-transfer", "esc50", "esc10",
+                                                   "urbansound8k"]
     assert parse_only("esc50, fsd-subset") == ["fsd-subset", "esc50"]
     with pytest.raises(KitError, match="unknown protocol.*esc-50.*known: fsd-subset"):
         parse_only("esc-50")
@@ -345,3 +346,66 @@ def test_esc10_confirms_a_zoo_view_only_where_it_added_to_the_fsd_subset_blend(t
     assert rows[with_view]["train_seconds"] == pytest.approx(rows[blend]["train_seconds"]
                                                              + rows["zoo: tiny-extra"]["train_seconds"])
     assert "the blend + tiny-extra" not in capsys.readouterr().out.split("target mean accuracy")[-1]
+
+
+@pytest.mark.slow
+def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base_sharing_a_recording(
+        tmp_path, tiny_competition, monkeypatch, capsys):
+    import json
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from benchmarks import quality
+    from competition.metrics import map_at_k
+    from competition.modeling.runs import Run
+    from competition.modeling.transfer import LeakageError
+
+    recipes = {}
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
+        recipes[name] = tmp_path / f"{name}.toml"
+        recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    tiny = replace(quality.FSD_TRANSFER, epochs=1, folds=(0, 1), seeds=(3, 4))
+    monkeypatch.setitem(quality.PROTOCOLS, "fsd-transfer", tiny)
+    monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
+    monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
+    monkeypatch.setattr(quality, "BASE_EPOCHS", 1)
+    shared = _fake_shared(tmp_path, tiny_competition)
+    # The competition's post-competition CSV names each clip's Freesound recording: none is an ESC-50 one.
+    fnames = pd.read_csv(tiny_competition / "train.csv")["fname"]
+    meta = shared / "fsdkaggle2018-meta" / "train_post_competition.csv"
+    meta.parent.mkdir()
+    sources = pd.DataFrame({"fname": fnames, "freesound_id": [5000 + i for i in range(len(fnames))]})
+    sources.to_csv(meta, index=False)
+    workspace = Workspace(tmp_path / "kit")
+    rows = quality.run_quality_bench(workspace, shared=shared, only=["fsd-transfer"])["fsd-transfer"]
+    blend = "tiny-logmel + tiny-mfcc (blend)"
+    assert list(rows) == ["peer: Zafar kernel (tiny-peer)", "scratch: tiny-logmel", "transfer: tiny-logmel",
+                          "scratch: tiny-mfcc", "transfer: tiny-mfcc", f"scratch: {blend}", f"transfer: {blend}",
+                          "scratch + transfer: 4 views (blend)"]
+    out = capsys.readouterr().out
+    assert out.count("(no recording shared with fsd-subset)") == 2
+    assert "transfer: tiny-mfcc: " in out and " MAP@3 points over scratch: tiny-mfcc (seed 3 " in out
+    assert "target mean MAP@3 >= 0.93" in out and f"transfer: {blend} " in out
+    # Each view is fine-tuned, per repeat, from its own base; the scratch runs are the fsd-subset protocol's.
+    bases = {Run(path).config()["experiment"]: path for path in workspace.runs.glob("bench-esc50-base-*")}
+    assert sorted(bases) == ["tiny-logmel", "tiny-mfcc"]
+    fine_tuned = {}
+    for path in workspace.runs.glob("bench-fsd-subset-*-transfer-*"):
+        record = Run(path).config()
+        assert record["base_model"] == str(Run(bases[record["experiment"]]).model_path(1))
+        fine_tuned[(record["experiment"], record["params"]["folds"]["seed"])] = path
+    assert sorted(fine_tuned) == [(view, seed) for view in ("tiny-logmel", "tiny-mfcc") for seed in (3, 4)]
+    assert len([p for p in workspace.runs.glob("bench-fsd-subset-tiny-logmel-*") if "-transfer-" not in p.name]) == 2
+    # The transferred blend of a repeat is the geometric mean of that repeat's fine-tuned views.
+    members = [Run(fine_tuned[(view, 3)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
+    probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in members], axis=0))
+    assert rows[f"transfer: {blend}"]["seed 3"]["map@3"] == pytest.approx(map_at_k(members[0].true_ids, probs))
+    written = json.loads((workspace.runs / "bench-quality.json").read_text())
+    assert "fsd-transfer" in written["tables"]
+    # One clip of a recording the ESC-50 bases were trained on: they are refused, nothing is fine-tuned.
+    esc50_sources = pd.read_csv(shared / "esc50" / "meta" / "esc50.csv")["src_file"]
+    sources.loc[0, "freesound_id"] = int(esc50_sources.iloc[0])
+    sources.to_csv(meta, index=False)
+    with pytest.raises(LeakageError, match=r"trained on \d+ clip\(s\) of 1 recording\(s\) that fsd-subset also holds"):
+        quality.run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], finished_only=True)
