@@ -754,6 +754,14 @@ def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, sha
                 transferred.setdefault(recipe.stem, {})[seed] = bench.train(
                     dataset, index, experiment, base_model=base.model_path(1),
                     run_name=_fine_tune_name(dataset, experiment, base))
+    default = KIT_RECIPES[0].stem
+    variants: dict[str, dict[int, Path | None]] = {}  # what a practitioner would try, on the default view
+    for label, changes in (TRANSFER_VARIANTS.items() if default in view_bases else ()):
+        for seed in protocol.seeds:
+            experiment = _experiment(KIT_RECIPES[0], protocol, seed=seed).with_overrides(train=changes)
+            variants.setdefault(label, {})[seed] = bench.train(
+                dataset, index, experiment, base_model=view_bases[default].model_path(1),
+                run_name=_fine_tune_name(dataset, experiment, view_bases[default]))
 
     def finished(by_seed: dict) -> bool:
         return all(by_seed.get(seed) for seed in protocol.seeds)
@@ -778,6 +786,11 @@ def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, sha
         if name in transferred and finished(transferred[name]):
             rows[f"transfer: {name}"] = row([transferred[name]])
             pairs[f"transfer: {name}"] = f"scratch: {name}"
+        if name == default:
+            for label, by_seed in variants.items():
+                if finished(by_seed):
+                    rows[f"transfer: {name}, {label}"] = row([by_seed])
+                    pairs[f"transfer: {name}, {label}"] = f"scratch: {name}"
     blend = f"{' + '.join(names)} (blend)"
     if all(finished(scratch[name]) for name in names):
         rows[f"scratch: {blend}"] = row([scratch[name] for name in names])

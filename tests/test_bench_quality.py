@@ -370,6 +370,7 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
     monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
     monkeypatch.setattr(quality, "BASE_EPOCHS", 1)
+    monkeypatch.setattr(quality, "TRANSFER_VARIANTS", {"lr / 4": {"learning_rate": 0.0005}})
     shared = _fake_shared(tmp_path, tiny_competition)
     # The competition's post-competition CSV names each clip's Freesound recording: none is an ESC-50 one.
     fnames = pd.read_csv(tiny_competition / "train.csv")["fname"]
@@ -381,7 +382,8 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     rows = quality.run_quality_bench(workspace, shared=shared, only=["fsd-transfer"])["fsd-transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
     assert list(rows) == ["peer: Zafar kernel (tiny-peer)", "scratch: tiny-logmel", "transfer: tiny-logmel",
-                          "scratch: tiny-mfcc", "transfer: tiny-mfcc", f"scratch: {blend}", f"transfer: {blend}",
+                          "transfer: tiny-logmel, lr / 4", "scratch: tiny-mfcc", "transfer: tiny-mfcc",
+                          f"scratch: {blend}", f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)"]
     out = capsys.readouterr().out
     assert out.count("(no recording shared with fsd-subset)") == 2
@@ -394,11 +396,15 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     for path in workspace.runs.glob("bench-fsd-subset-*-transfer-*"):
         record = Run(path).config()
         assert record["base_model"] == str(Run(bases[record["experiment"]]).model_path(1))
-        fine_tuned[(record["experiment"], record["params"]["folds"]["seed"])] = path
-    assert sorted(fine_tuned) == [(view, seed) for view in ("tiny-logmel", "tiny-mfcc") for seed in (3, 4)]
+        rate = record["params"]["train"]["learning_rate"]
+        fine_tuned[(record["experiment"], record["params"]["folds"]["seed"], rate)] = path
+    # The variant only on the default view, per repeat, from the same base.
+    default_rate = quality._experiment(recipes["tiny-logmel"], tiny).train.learning_rate
+    assert sorted(fine_tuned) == sorted([(view, seed, default_rate) for view in ("tiny-logmel", "tiny-mfcc")
+                                         for seed in (3, 4)] + [("tiny-logmel", seed, 0.0005) for seed in (3, 4)])
     assert len([p for p in workspace.runs.glob("bench-fsd-subset-tiny-logmel-*") if "-transfer-" not in p.name]) == 2
     # The transferred blend of a repeat is the geometric mean of that repeat's fine-tuned views.
-    members = [Run(fine_tuned[(view, 3)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
+    members = [Run(fine_tuned[(view, 3, default_rate)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
     probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in members], axis=0))
     assert rows[f"transfer: {blend}"]["seed 3"]["map@3"] == pytest.approx(map_at_k(members[0].true_ids, probs))
     written = json.loads((workspace.runs / "bench-quality.json").read_text())
