@@ -686,6 +686,9 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
         if all(views.get(name) for name in names) and (kind == "scratch" or blend_rows):
             members = [views[name] for name in names]
             blend_rows[f"{kind}: {' + '.join(names)} (blend)"] = _blend(members, index, protocol)
+    if len(blend_rows) == 2:  # started apart, the scratch and the transferred views may err apart: all blended
+        blend_rows[f"scratch + transfer: {2 * len(names)} views (blend)"] = _blend(
+            [*(scratch_views[name] for name in names), *(transferred[name] for name in names)], index, protocol)
     view_notes = []
     for name, run_dir in transferred.items():  # each view alone, transferred against from scratch
         if run_dir and scratch_views.get(name):
@@ -710,11 +713,10 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
             text += (f"\nthe default blend, every view from its own ESC-50 base, against the blend from scratch "
                      f"(gains over the scratch blend)\n{transfer_table(blend_rows, scratch_blend, protocol)}")
             rows.update(blend_rows)
-            if len(blend_rows) > 1:
-                transfer_blend = list(blend_rows)[1]
+            for transfer_blend in list(blend_rows)[1:]:
                 gain = transfer_gains(blend_rows, scratch_blend, protocol)[transfer_blend]["mean"]
                 accuracy = blend_rows[transfer_blend]["mean"]["accuracy"]
-                text += (f"\ntarget: the transferred blend {accuracy:.4f} {_met(accuracy, TARGETS['urbansound8k'])}, "
+                text += (f"\ntarget: {transfer_blend} {accuracy:.4f} {_met(accuracy, TARGETS['urbansound8k'])}, "
                          f"gain {100 * gain:+.1f} {_met(gain, TRANSFER_GAIN)}")
         if view_notes:
             text += "\n" + "; ".join(view_notes)

@@ -284,13 +284,14 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     rows = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["transfer"],
                                      quick=True)["transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
-    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}"]
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
+                          "scratch + transfer: 4 views (blend)"]
     out = capsys.readouterr().out
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
     assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)
     assert "base: tiny-logmel on ESC-50" in out and "base: tiny-mfcc on ESC-50" in out
-    assert "tiny-mfcc alone: scratch " in out and "target: the transferred blend " in out
+    assert "tiny-mfcc alone: scratch " in out and f"target: transfer: {blend} " in out
     transferred = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"))
     assert len(transferred) == 2
     # The transferred blend is the geometric mean of the two fine-tuned views, scored per held-out fold.
@@ -303,6 +304,8 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert rows[f"transfer: {blend}"]["mean"]["accuracy"] == pytest.approx(expected)
     assert rows[f"transfer: {blend}"]["train_seconds"] == pytest.approx(
         rows["transfer: same recipe"]["train_seconds"] + quality._train_seconds([transferred[1]]))
+    assert rows["scratch + transfer: 4 views (blend)"]["train_seconds"] == pytest.approx(
+        rows[f"scratch: {blend}"]["train_seconds"] + rows[f"transfer: {blend}"]["train_seconds"])
 
 
 @pytest.mark.slow
