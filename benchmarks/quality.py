@@ -29,8 +29,9 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
 Recipes, each trained by the kit's own `train_experiment` on the same folds:
 
     kit    the Makefile's default EXPERIMENTS (KIT_RECIPES below; the first is the default recipe),
-           alone and blended by an equal-weight geometric mean: what the default `make train` +
-           `make ensemble` produce (fitted blend weights would be fitted on the test folds here)
+           alone and blended by a geometric mean: with equal weights, and with the weights
+           `make ensemble` fits by default, fitted out of fold (each held-out fold's weights fitted
+           on the other folds' out-of-fold predictions only, never on the clips they score)
     peer   experiments/zafar-mfcc-cnn.toml, the recipe of Zafar's Kaggle kernel
 
 Every model is the one of its last epoch (`keep_epoch = "last"`), so the test fold never picks an
@@ -325,14 +326,31 @@ def _without_tta(run_dir: Path, workspace: Workspace, dataset, index, experiment
     return fold_scores(true_ids, probs, index.train["fold"].to_numpy(), protocol)
 
 
-def _blend(run_dirs: list[Path], index, protocol: Protocol) -> dict:
-    """The runs' equal-weight geometric mean scored per held-out fold, with their training seconds."""
+# A blend row's name with fitted weights: `make ensemble`'s default, scored out of sample.
+FITTED = "(blend, weights fitted out of fold)"
+
+
+def fitted_name(blend_row: str) -> str:
+    return blend_row.replace("(blend)", FITTED)
+
+
+def _geometric_blend(members: list[np.ndarray], true_ids: np.ndarray, folds: np.ndarray, fitted: bool) -> np.ndarray:
+    """The members' geometric mean: equal weights, or (`fitted`) each held-out fold's weights fitted on
+    the other folds' out-of-fold rows only, as `make ensemble` fits them."""
     from competition.modeling.inference import geometric_mean
+    from competition.submit.ensemble import out_of_fold_blend
+
+    return out_of_fold_blend(members, true_ids, folds) if fitted else geometric_mean(members)
+
+
+def _blend(run_dirs: list[Path], index, protocol: Protocol, *, fitted: bool = False) -> dict:
+    """The runs' geometric mean (equal weights, or fitted out of fold) scored per held-out fold, with
+    their training seconds."""
     from competition.modeling.runs import Run
 
     members = [Run(run_dir).predictions("oof") for run_dir in run_dirs]
     folds = index.train.set_index("fname").loc[members[0].fnames, "fold"].to_numpy()
-    blend = geometric_mean([m.probs for m in members])
+    blend = _geometric_blend([m.probs for m in members], members[0].true_ids, folds, fitted)
     return {**fold_scores(members[0].true_ids, blend, folds, protocol), "train_seconds": _train_seconds(run_dirs)}
 
 
@@ -363,6 +381,7 @@ def _predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tu
     blend_name = f"kit: {' + '.join(e.name for e in kit)} (blend)"
     if all(runs[e.name] for e in kit):
         rows[blend_name] = _blend([runs[e.name] for e in kit], index, protocol)
+        rows[fitted_name(blend_name)] = _blend([runs[e.name] for e in kit], index, protocol, fitted=True)
     rows.update({f"kit: {e.name}": _run_scores(runs[e.name], index, protocol) for e in kit if runs[e.name]})
     if runs[peer.name]:
         rows[f"peer: Zafar kernel ({peer.name})"] = _run_scores(runs[peer.name], index, protocol)
@@ -405,7 +424,7 @@ def _predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tu
     target = TARGETS[protocol.dataset]
     verdicts = "; ".join(f"{name.split(': ')[1]} {rows[name]['mean']['accuracy']:.4f} "
                          f"{_met(rows[name]['mean']['accuracy'], target)}"
-                         for name in (blend_name, f"kit: {kit[0].name}") if name in rows)
+                         for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}") if name in rows)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds ({protocol.epochs} epochs, "
             f"last epoch kept)\n{_table(rows, protocol)}\n"
             f"target mean accuracy >= {target:.2f}: {verdicts or 'nothing finished'}{candidates_note}")
@@ -463,7 +482,6 @@ def _repeat_oof(run_dir: Path, workspace: Workspace, dataset, index, protocol: P
 
 def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple[dict, str]:
     """The FSD subset: every recipe on the same repeated stratified folds; OOF MAP@3 per repeat."""
-    from competition.modeling.inference import geometric_mean
 
     workspace = bench.workspace
     true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
@@ -504,12 +522,14 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
     kit_names = [f"kit: {recipe.stem}" for recipe in KIT_RECIPES]
     blend_name = f"kit: {' + '.join(recipe.stem for recipe in KIT_RECIPES)} (blend)"
 
-    def blend(names: list[str]) -> dict:
-        """The equal-weight geometric mean of finished recipes, per repeat, scored as a row."""
+    def blend(names: list[str], fitted: bool = False) -> dict:
+        """The geometric mean of finished recipes (equal weights, or fitted out of fold), per repeat,
+        scored as a row."""
         blends = {}
         for seed in protocol.seeds:
             members = [oof(done[name][seed], seed) for name in names]
-            blends[seed] = (geometric_mean([probs for probs, _ in members]), members[0][1])
+            folds = members[0][1]
+            blends[seed] = (_geometric_blend([probs for probs, _ in members], true_ids, folds, fitted), folds)
         scores = repeat_scores(true_ids, blends)
         scores["train_seconds"] = _train_seconds([done[name][seed] for name in names for seed in protocol.seeds])
         return scores
@@ -517,6 +537,7 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
     blend_candidates = {}
     if all(name in done for name in kit_names):
         rows[blend_name] = blend(kit_names)
+        rows[fitted_name(blend_name)] = blend(kit_names, fitted=True)
         # A candidate for the default recipe in its place in the blend; another view of the zoo beside it.
         for name in candidates:
             if name in done and name.startswith("candidate: "):
@@ -538,7 +559,7 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
                               n_crops=1) for seed in protocol.seeds})
     target, peer = TARGETS["fsd-subset"], f"peer: Zafar kernel ({PEER_RECIPE.stem})"
     verdicts = []
-    for name in (blend_name, default):
+    for name in (blend_name, fitted_name(blend_name), default):
         if name in rows:
             value = rows[name]["mean"]["map@3"]
             verdict = f"{name.split(': ')[1]} {value:.4f} {_met(value, target)}"
@@ -687,8 +708,9 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
             members = [views[name] for name in names]
             blend_rows[f"{kind}: {' + '.join(names)} (blend)"] = _blend(members, index, protocol)
     if len(blend_rows) == 2:  # started apart, the scratch and the transferred views may err apart: all blended
-        blend_rows[f"scratch + transfer: {2 * len(names)} views (blend)"] = _blend(
-            [*(scratch_views[name] for name in names), *(transferred[name] for name in names)], index, protocol)
+        six = [*(scratch_views[name] for name in names), *(transferred[name] for name in names)]
+        blend_rows[f"scratch + transfer: {len(six)} views (blend)"] = _blend(six, index, protocol)
+        blend_rows[f"scratch + transfer: {len(six)} views {FITTED}"] = _blend(six, index, protocol, fitted=True)
     view_notes = []
     for name, run_dir in transferred.items():  # each view alone, transferred against from scratch
         if run_dir and scratch_views.get(name):
@@ -728,7 +750,6 @@ def _transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared:
 def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
     """The FSD subset: each default view fine-tuned from its ESC-50 base on the fsd-subset protocol's
     repeated folds, beside the same view from scratch (its runs, reused); the blends of both."""
-    from competition.modeling.inference import geometric_mean
     from competition.modeling.runs import Run
 
     workspace = bench.workspace
@@ -769,12 +790,14 @@ def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, sha
     def finished(by_seed: dict) -> bool:
         return all(by_seed.get(seed) for seed in protocol.seeds)
 
-    def row(members: list[dict[int, Path]]) -> dict:
-        """Repeat scores of the members' equal-weight geometric mean (one member: the run itself)."""
+    def row(members: list[dict[int, Path]], fitted: bool = False) -> dict:
+        """Repeat scores of the members' geometric mean (equal weights, or fitted out of fold; one
+        member: the run itself)."""
         repeats = {}
         for seed in protocol.seeds:
             oofs = [_repeat_oof(by_seed[seed], workspace, dataset, index, protocol, seed) for by_seed in members]
-            repeats[seed] = (geometric_mean([probs for probs, _ in oofs]), oofs[0][1])
+            folds = oofs[0][1]
+            repeats[seed] = (_geometric_blend([probs for probs, _ in oofs], true_ids, folds, fitted), folds)
         scores = repeat_scores(true_ids, repeats)
         scores["train_seconds"] = _train_seconds([by_seed[seed] for by_seed in members for seed in protocol.seeds])
         return scores
@@ -801,9 +824,11 @@ def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, sha
             rows[f"transfer: {blend}"] = row([transferred[name] for name in names])
             pairs[f"transfer: {blend}"] = f"scratch: {blend}"
             # Started apart, the scratch and the transferred views may err apart: all six blended.
-            rows[f"scratch + transfer: {2 * len(names)} views (blend)"] = row(
-                [*(scratch[name] for name in names), *(transferred[name] for name in names)])
-            pairs[f"scratch + transfer: {2 * len(names)} views (blend)"] = f"scratch: {blend}"
+            six = [*(scratch[name] for name in names), *(transferred[name] for name in names)]
+            for name, fitted in ((f"scratch + transfer: {len(six)} views (blend)", False),
+                                 (f"scratch + transfer: {len(six)} views {FITTED}", True)):
+                rows[name] = row(six, fitted)
+                pairs[name] = f"scratch: {blend}"
     text = (f"\n{protocol.title}: out-of-fold MAP@3 per repeat (the fsd-subset protocol's folds, fold seeds "
             f"{' and '.join(map(str, protocol.seeds))}; {protocol.epochs} epochs, last epoch kept)\n"
             + "\n".join(base_notes) + "\n" + (repeat_table(rows, protocol.seeds) if rows else "nothing finished"))

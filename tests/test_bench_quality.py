@@ -212,7 +212,9 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
     workspace = Workspace(tmp_path / "kit")
     results = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["fsd-subset"])
     rows = results["fsd-subset"]
-    assert list(rows) == ["kit: tiny-logmel + tiny-mfcc (blend)", "kit: tiny-logmel", "peer: Zafar kernel (tiny-peer)",
+    assert list(rows) == ["kit: tiny-logmel + tiny-mfcc (blend)",
+                          "kit: tiny-logmel + tiny-mfcc (blend, weights fitted out of fold)",
+                          "kit: tiny-logmel", "peer: Zafar kernel (tiny-peer)",
                           "kit: tiny-mfcc", "candidate: tiny-logmel, wider", "zoo: tiny-extra",
                           "ablation: tiny-logmel without SpecAugment masking", "ablation: tiny-logmel without mixup",
                           "candidate blend: wider in place of tiny-logmel", "candidate blend: the blend + tiny-extra",
@@ -241,8 +243,23 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
                  for run_dir in workspace.runs.glob("bench-fsd-subset-tiny-logmel-*")]
     assert sum(train.get("mixup_alpha") == 0.0 for train in ablations) == 2  # one run per repeat
     assert sum(train.get("time_masks") == 0 and train.get("freq_masks") == 0 for train in ablations) == 2
+    # The fitted blend is make ensemble's: each repeat's folds blended with weights fitted on the other folds.
+    from competition.metrics import map_at_k
+    from competition.modeling.runs import Run
+    from competition.submit.ensemble import out_of_fold_blend
+
+    views = [[p for p in workspace.runs.glob(f"bench-fsd-subset-{view}-*")
+              if Run(p).config()["hash"] == quality._experiment(recipe, tiny, seed=3).hash]
+             for view, recipe in (("tiny-logmel", recipes[0]), ("tiny-mfcc", recipes[1]))]
+    assert [len(runs) for runs in views] == [1, 1]
+    members = [Run(runs[0]).predictions("oof") for runs in views]
+    expected = map_at_k(members[0].true_ids, out_of_fold_blend([m.probs for m in members], members[0].true_ids,
+                                                               folds[3]["fold"].to_numpy()))
+    assert rows["kit: tiny-logmel + tiny-mfcc (blend, weights fitted out of fold)"]["seed 3"]["map@3"] == \
+        pytest.approx(expected)
     out = capsys.readouterr().out
     assert "target mean MAP@3 >= 0.93 and >= 5 points over Zafar's recipe: tiny-logmel + tiny-mfcc (blend)" in out
+    assert "tiny-logmel + tiny-mfcc (blend, weights fitted out of fold) " in out
     assert "(fsd-subset: " in out and "s wall, this call)" in out
     assert "fsd-subset" in json.loads((workspace.runs / "bench-quality.json").read_text())["tables"]
 
@@ -285,7 +302,8 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
                                      quick=True)["transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
     assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
-                          "scratch + transfer: 4 views (blend)"]
+                          "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
+                                                                 "out of fold)"]
     out = capsys.readouterr().out
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
@@ -387,7 +405,8 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     assert list(rows) == ["peer: Zafar kernel (tiny-peer)", "scratch: tiny-logmel", "transfer: tiny-logmel",
                           "transfer: tiny-logmel, lr / 4", "scratch: tiny-mfcc", "transfer: tiny-mfcc",
                           f"scratch: {blend}", f"transfer: {blend}",
-                          "scratch + transfer: 4 views (blend)"]
+                          "scratch + transfer: 4 views (blend)",
+                          "scratch + transfer: 4 views (blend, weights fitted out of fold)"]
     out = capsys.readouterr().out
     assert out.count("(no recording shared with fsd-subset)") == 2
     assert "transfer: tiny-mfcc: " in out and " MAP@3 points over scratch: tiny-mfcc (seed 3 " in out
