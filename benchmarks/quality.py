@@ -356,10 +356,11 @@ def _blend(run_dirs: list[Path], index, protocol: Protocol, *, fitted: bool = Fa
 
 def _table(rows: dict[str, dict], protocol: Protocol) -> str:
     columns = [protocol.fold_name(f) for f in protocol.folds] + ["mean"]
-    lines = [f"{'recipe':<56}" + "".join(f"{c:>9}" for c in columns) + f"{'MAP@3':>9}{'train s':>9}"]
+    width = max([56, *map(len, rows)])
+    lines = [f"{'recipe':<{width}}" + "".join(f"{c:>9}" for c in columns) + f"{'MAP@3':>9}{'train s':>9}"]
     for name, scores in rows.items():
         seconds = scores.get("train_seconds")
-        lines.append(f"{name:<56}" + "".join(f"{scores[c]['accuracy']:>9.4f}" for c in columns)
+        lines.append(f"{name:<{width}}" + "".join(f"{scores[c]['accuracy']:>9.4f}" for c in columns)
                      + f"{scores['mean']['map@3']:>9.4f}"
                      + (f"{seconds:>9.0f}" if seconds is not None else f"{'-':>9}"))
     return "\n".join(lines)
@@ -588,10 +589,11 @@ def transfer_gains(rows: dict[str, dict], scratch: str, protocol: Protocol) -> d
 def transfer_table(rows: dict[str, dict], scratch: str, protocol: Protocol) -> str:
     columns = [protocol.fold_name(f) for f in protocol.folds] + ["mean"]
     gains = transfer_gains(rows, scratch, protocol)
-    lines = [f"{'recipe':<60}" + "".join(f"{c:>8}" for c in columns) + "".join(f"{'+' + c:>9}" for c in columns)
+    width = max([60, *map(len, rows)])
+    lines = [f"{'recipe':<{width}}" + "".join(f"{c:>8}" for c in columns) + "".join(f"{'+' + c:>9}" for c in columns)
              + f"{'epochs':>7}{'train s':>9}"]
     for name, scores in rows.items():
-        lines.append(f"{name:<60}" + "".join(f"{scores[c]['accuracy']:>8.4f}" for c in columns)
+        lines.append(f"{name:<{width}}" + "".join(f"{scores[c]['accuracy']:>8.4f}" for c in columns)
                      + "".join(f"{100 * gains[name][c]:>+9.1f}" for c in columns)
                      + f"{scores.get('epochs', protocol.epochs):>7}{scores.get('train_seconds', 0):>9.0f}")
     return "\n".join(lines)

@@ -86,6 +86,9 @@ def test_the_transfer_table_gives_each_row_s_gain_over_scratch_per_fold_in_point
     assert table[0].split()[:4] == ["recipe", "2->1", "1->2", "mean"] and "+2->1" in table[0]
     assert table[2].split()[-5:] == ["+10.0", "-2.0", "+4.0", "60", "9"]
     assert table[3].split()[-2] == "90"  # a row's own epochs
+    rows["scratch + transfer: a blend whose name is longer than the first column is wide"] = row(0.7, 0.7)
+    lines = transfer_table(rows, "scratch: r", TRANSFER).splitlines()
+    assert len({len(line) for line in lines}) == 1  # the columns stay aligned under their headers
 
 
 def test_the_esc50_base_trains_on_every_clip_but_one_check_clip_per_class():
