@@ -75,6 +75,17 @@ def test_a_base_trained_without_them_or_without_known_recordings_passes_and_says
         "not checked: demo names no source recordings"
 
 
+def test_a_base_of_a_selection_outside_the_registry_is_checked_against_its_own_clips(workspace):
+    target = with_shared_recordings(workspace)
+    esc50 = get_dataset("esc50").index(workspace.dataset_dir("esc50")).train
+    base = fake_base(workspace, "esc50-base")  # a benchmark's name: the registry has no such dataset
+    with pytest.raises(LeakageError, match=r"of 2 recording\(s\) that urbansound8k also holds.*DATASET=esc50-base"):
+        check_leakage(workspace, base, "urbansound8k", target, base_train=esc50)
+    clean = esc50[~esc50["source_id"].isin(["100", "101"])]
+    assert check_leakage(workspace, base, "urbansound8k", target, base_train=clean) == \
+        "no recording shared with urbansound8k"
+
+
 @pytest.mark.slow
 def test_make_transfer_refuses_leakage_and_a_base_trained_without_it_transfers(workspace, tmp_path, capsys):
     with_shared_recordings(workspace)
