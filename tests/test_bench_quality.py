@@ -440,3 +440,34 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     sources.to_csv(meta, index=False)
     with pytest.raises(LeakageError, match=r"trained on \d+ clip\(s\) of 1 recording\(s\) that fsd-subset also holds"):
         quality.run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], finished_only=True)
+
+
+@pytest.mark.slow
+def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition, monkeypatch):
+    from dataclasses import replace
+
+    from benchmarks import quality
+    from competition.modeling.runs import Run
+
+    recipes = {}
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
+        recipes[name] = tmp_path / f"{name}.toml"
+        recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    monkeypatch.setitem(quality.PROTOCOLS, "esc50", replace(quality.ESC50, epochs=1))
+    monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
+    monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
+    monkeypatch.setattr(quality, "TRAINING_ABLATIONS", {})
+    monkeypatch.setattr(quality, "ESC50_CANDIDATES", {"2 epochs": {"epochs": 2}})
+    workspace = Workspace(tmp_path / "kit")
+    shared = _fake_shared(tmp_path, tiny_competition)
+
+    def epochs_trained() -> list[int]:
+        return sorted(len(history) for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")
+                      for history in Run(path).histories().values())
+
+    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True)["esc50"]
+    assert "candidate: tiny-logmel, 2 epochs" not in rows and set(epochs_trained()) == {1}
+    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc50"])["esc50"]
+    assert set(rows["candidate: tiny-logmel, 2 epochs"]) == {"fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean",
+                                                            "train_seconds"}
+    assert epochs_trained() == [1] * 5 + [2] * 5  # the default's run reused, the candidate's on its own schedule
