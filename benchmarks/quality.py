@@ -489,6 +489,21 @@ def _repeat_oof(run_dir: Path, workspace: Workspace, dataset, index, protocol: P
     return predictions.probs, folds
 
 
+def _repeat_blend(members: list[dict[int, Path]], workspace: Workspace, dataset, index, protocol: Protocol,
+                  fitted: bool = False) -> dict:
+    """Repeat scores of the members' geometric mean (equal weights, or fitted out of fold; one member:
+    the run itself), with their training seconds. `members`: fold seed -> run, per member."""
+    true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+    repeats = {}
+    for seed in protocol.seeds:
+        oofs = [_repeat_oof(by_seed[seed], workspace, dataset, index, protocol, seed) for by_seed in members]
+        folds = oofs[0][1]
+        repeats[seed] = (_geometric_blend([probs for probs, _ in oofs], true_ids, folds, fitted), folds)
+    scores = repeat_scores(true_ids, repeats)
+    scores["train_seconds"] = _train_seconds([by_seed[seed] for by_seed in members for seed in protocol.seeds])
+    return scores
+
+
 def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple[dict, str]:
     """The FSD subset: every recipe on the same repeated stratified folds; OOF MAP@3 per repeat."""
 
@@ -532,16 +547,7 @@ def _repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tupl
     blend_name = f"kit: {' + '.join(recipe.stem for recipe in KIT_RECIPES)} (blend)"
 
     def blend(names: list[str], fitted: bool = False) -> dict:
-        """The geometric mean of finished recipes (equal weights, or fitted out of fold), per repeat,
-        scored as a row."""
-        blends = {}
-        for seed in protocol.seeds:
-            members = [oof(done[name][seed], seed) for name in names]
-            folds = members[0][1]
-            blends[seed] = (_geometric_blend([probs for probs, _ in members], true_ids, folds, fitted), folds)
-        scores = repeat_scores(true_ids, blends)
-        scores["train_seconds"] = _train_seconds([done[name][seed] for name in names for seed in protocol.seeds])
-        return scores
+        return _repeat_blend([done[name] for name in names], workspace, dataset, index, protocol, fitted)
 
     blend_candidates = {}
     if all(name in done for name in kit_names):
@@ -764,7 +770,6 @@ def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, sha
 
     workspace = bench.workspace
     bases = Esc50Bases(bench, shared)
-    true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
     names = [recipe.stem for recipe in KIT_RECIPES]
     scratch: dict[str, dict[int, Path | None]] = {}
     transferred: dict[str, dict[int, Path | None]] = {}
@@ -801,16 +806,7 @@ def _fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, sha
         return all(by_seed.get(seed) for seed in protocol.seeds)
 
     def row(members: list[dict[int, Path]], fitted: bool = False) -> dict:
-        """Repeat scores of the members' geometric mean (equal weights, or fitted out of fold; one
-        member: the run itself)."""
-        repeats = {}
-        for seed in protocol.seeds:
-            oofs = [_repeat_oof(by_seed[seed], workspace, dataset, index, protocol, seed) for by_seed in members]
-            folds = oofs[0][1]
-            repeats[seed] = (_geometric_blend([probs for probs, _ in oofs], true_ids, folds, fitted), folds)
-        scores = repeat_scores(true_ids, repeats)
-        scores["train_seconds"] = _train_seconds([by_seed[seed] for by_seed in members for seed in protocol.seeds])
-        return scores
+        return _repeat_blend(members, workspace, dataset, index, protocol, fitted)
 
     rows, pairs = {}, {}  # pairs: a transferred row -> the scratch row it is set against
     peer_name = f"peer: Zafar kernel ({PEER_RECIPE.stem})"
