@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             run_bench(clips=args.clips, workers=args.workers, generated=args.generated, scratch=workspace.features)
             run_training_bench()
         else:
-            from benchmarks.quality import parse_only, run_quality_bench
+            from benchmarks.quality.runner import parse_only, run_quality_bench
 
             run_quality_bench(workspace, quick=args.quick, only=parse_only(args.only),
                               finished_only=args.finished_only,
-                              recipes={name.strip() for name in args.recipes.split(",")} if args.recipes else None)
+                              train_only={name.strip() for name in args.recipes.split(",")} if args.recipes else None)
     except KitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

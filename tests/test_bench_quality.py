@@ -1,9 +1,15 @@
-"""Tests for benchmarks.quality's bookkeeping (the benchmark itself trains for minutes: make bench-quality)."""
+"""Tests for the benchmarks.quality package's bookkeeping (the benchmark itself trains for minutes:
+make bench-quality)."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from benchmarks.quality import ESC10, SHARED_DATA, URBANSOUND8K, fold_scores, run_quality_bench
+from benchmarks import SHARED_DATA
+from benchmarks.quality.runner import run_quality_bench
+from benchmarks.quality.scores import fold_scores
+from benchmarks.quality.settings import ESC10, URBANSOUND8K, QualityPlan
 from competition.config import DEFAULT_EXPERIMENTS
 from competition.workspace import Workspace
 
@@ -29,16 +35,17 @@ def test_fold_scores_name_train_test_directions_and_average_over_folds():
 @pytest.mark.realdata
 @pytest.mark.skipif(not (SHARED_DATA / "esc50").is_dir(), reason="needs ../shared/data/esc50 beside the checkout")
 def test_the_shared_esc10_copy_has_the_protocol_folds():
-    from benchmarks.quality import _index
+    from benchmarks.quality.data import protocol_index
     from competition.datasets.registry import get_dataset
 
     dataset = get_dataset("esc10")
-    index = _index(dataset, SHARED_DATA / "esc50", ESC10)
+    index = protocol_index(dataset, SHARED_DATA / "esc50", ESC10)
     assert len(index.train) == 400 and sorted(index.train["fold"].unique()) == list(ESC10.folds)
 
 
 def test_only_picks_protocols_in_running_order_and_names_unknown_ones():
-    from benchmarks.quality import PROTOCOLS, parse_only
+    from benchmarks.quality.runner import parse_only
+    from benchmarks.quality.settings import PROTOCOLS
     from competition.errors import KitError
 
     assert parse_only(None) == list(PROTOCOLS) == ["fsd-subset", "transfer", "fsd-transfer", "esc50", "esc10",
@@ -51,7 +58,7 @@ def test_only_picks_protocols_in_running_order_and_names_unknown_ones():
 def test_repeated_folds_score_each_repeat_out_of_fold_with_mean_and_spread():
     import pandas as pd
 
-    from benchmarks.quality import repeat_scores
+    from benchmarks.quality.scores import repeat_scores
     from competition.datasets.folds import stratified_folds
 
     train = pd.DataFrame({"label": [f"l{i % 4}" for i in range(40)], "manually_verified": 1})
@@ -72,7 +79,8 @@ def test_repeated_folds_score_each_repeat_out_of_fold_with_mean_and_spread():
 
 
 def test_the_transfer_table_gives_each_row_s_gain_over_scratch_per_fold_in_points():
-    from benchmarks.quality import TRANSFER, transfer_gains, transfer_table
+    from benchmarks.quality.settings import TRANSFER
+    from benchmarks.quality.tables import transfer_gains, transfer_table
 
     def row(a, b, **extra):
         return {"2->1": {"accuracy": a}, "1->2": {"accuracy": b}, "mean": {"accuracy": (a + b) / 2}, **extra}
@@ -94,7 +102,7 @@ def test_the_transfer_table_gives_each_row_s_gain_over_scratch_per_fold_in_point
 def test_the_esc50_base_trains_on_every_clip_but_one_check_clip_per_class():
     import pandas as pd
 
-    from benchmarks.quality import esc50_base_index
+    from benchmarks.quality.bases import esc50_base_index
     from competition.datasets.spec import Index
 
     train = pd.DataFrame({"fname": [f"{i}.wav" for i in range(30)], "label": [f"c{i % 3}" for i in range(30)],
@@ -130,8 +138,6 @@ def test_finished_only_trains_nothing_names_what_is_left_and_only_replaces_its_o
         tmp_path, tiny_competition, capsys):
     import json
 
-    from benchmarks.quality import run_quality_bench
-
     shared = _fake_shared(tmp_path, tiny_competition)
     workspace = Workspace(tmp_path / "kit")
     results = run_quality_bench(workspace, shared=shared, only=["fsd-subset", "transfer", "esc50"], finished_only=True)
@@ -149,7 +155,7 @@ def test_finished_only_trains_nothing_names_what_is_left_and_only_replaces_its_o
     assert (workspace.dataset_dir("urbansound8k") / "UrbanSound8K" / "metadata" / "UrbanSound8K.csv").is_file()
 
     # --recipes: the recipes left out are only read (none finished here), so nothing trains either.
-    run_quality_bench(workspace, shared=shared, only=["esc50"], recipes={"no-such-recipe"})
+    run_quality_bench(workspace, shared=shared, only=["esc50"], train_only={"no-such-recipe"})
     assert "left out (--finished-only or --recipes): bench-esc50-logmel-cnn-" in capsys.readouterr().out
     assert not [path for path in workspace.runs.glob("bench-*") if path.is_dir()]
     written = json.loads((workspace.runs / "bench-quality.json").read_text())
@@ -163,13 +169,14 @@ def test_the_fsd_subset_is_the_demo_entry_on_the_labels_it_holds(tiny_competitio
 
     import pandas as pd
 
-    from benchmarks.quality import FSD_SUBSET, _dataset
+    from benchmarks.quality.data import protocol_dataset
+    from benchmarks.quality.settings import FSD_SUBSET
 
     root = shutil.copytree(tiny_competition, tmp_path / "fsd")
     table = pd.read_csv(root / "train.csv")
     keep = table[table["label"].isin(sorted(set(table["label"]))[:3])]
     keep.to_csv(root / "train.csv", index=False)
-    dataset = _dataset(FSD_SUBSET, root)
+    dataset = protocol_dataset(FSD_SUBSET, root)
     assert dataset.name == "fsd-subset" and dataset.metric == "map@3" and dataset.fold_rule == "stratified"
     assert set(dataset.labels) == set(keep["label"]) and len(dataset.labels) == 3
 
@@ -195,25 +202,24 @@ freq_masks = 1
 
 @pytest.mark.slow
 def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
-        tmp_path, tiny_competition, monkeypatch, capsys):
+        tmp_path, tiny_competition, capsys):
     import json
 
     import pandas as pd
 
-    from benchmarks import quality
+    from benchmarks.quality.bench import recipe_experiment
+    from benchmarks.quality.settings import Protocol
 
     recipes = []
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc"), ("tiny-extra", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    tiny = quality.Protocol("fsd-subset", "FSD tiny", epochs=1, folds=(0, 1), seeds=(3, 4))
-    monkeypatch.setitem(quality.PROTOCOLS, "fsd-subset", tiny)
-    monkeypatch.setattr(quality, "KIT_RECIPES", tuple(recipes[:2]))
-    monkeypatch.setattr(quality, "PEER_RECIPE", recipes[2])
-    monkeypatch.setattr(quality, "FSD_CANDIDATES", {"wider": ({}, {"width": 6}, {})})
-    monkeypatch.setattr(quality, "FSD_EXTRA_VIEWS", (recipes[3],))
+    tiny = Protocol("fsd-subset", "FSD tiny", epochs=1, folds=(0, 1), seeds=(3, 4))
+    plan = replace(QualityPlan(), kit=tuple(recipes[:2]), peer=recipes[2],
+                   fsd_candidates={"wider": ({}, {"width": 6}, {})}, fsd_extra_views=(recipes[3],)).with_protocol(tiny)
     workspace = Workspace(tmp_path / "kit")
-    results = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["fsd-subset"])
+    results = run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["fsd-subset"],
+                                plan=plan)
     rows = results["fsd-subset"]
     assert list(rows) == ["kit: tiny-logmel + tiny-mfcc (blend)",
                           "kit: tiny-logmel + tiny-mfcc (blend, weights fitted out of fold)",
@@ -252,7 +258,7 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
     from competition.submit.ensemble import out_of_fold_blend
 
     views = [[p for p in workspace.runs.glob(f"bench-fsd-subset-{view}-*")
-              if Run(p).config()["hash"] == quality._experiment(recipe, tiny, seed=3).hash]
+              if Run(p).config()["hash"] == recipe_experiment(recipe, tiny, seed=3).hash]
              for view, recipe in (("tiny-logmel", recipes[0]), ("tiny-mfcc", recipes[1]))]
     assert [len(runs) for runs in views] == [1, 1]
     members = [Run(runs[0]).predictions("oof") for runs in views]
@@ -268,7 +274,7 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
 
 
 def test_only_candidates_ahead_of_the_default_on_the_fsd_subset_are_confirmed_elsewhere():
-    from benchmarks.quality import candidates_ahead
+    from benchmarks.quality.results import candidates_ahead
 
     def row(value):
         return {"mean": {"map@3": value, "accuracy": value}}
@@ -282,27 +288,23 @@ def test_only_candidates_ahead_of_the_default_on_the_fsd_subset_are_confirmed_el
 
 
 @pytest.mark.slow
-def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tmp_path, tiny_competition, monkeypatch,
+def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tmp_path, tiny_competition,
                                                                                capsys):
-    from dataclasses import replace
     from pathlib import PurePath
 
-    from benchmarks import quality
+    from benchmarks.quality.scores import train_seconds
+    from benchmarks.quality.settings import TRANSFER
     from competition.modeling.runs import Run
 
     recipes = []
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    tiny = replace(quality.TRANSFER, epochs=1)
-    monkeypatch.setattr(quality, "TRANSFER", tiny)
-    monkeypatch.setitem(quality.PROTOCOLS, "transfer", tiny)
-    monkeypatch.setattr(quality, "KIT_RECIPES", tuple(recipes))
-    monkeypatch.setattr(quality, "TRANSFER_VARIANTS", {})
-    monkeypatch.setattr(quality, "BASE_EPOCHS", 1)
+    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={}, base_epochs=1).with_protocol(
+        replace(TRANSFER, epochs=1))
     workspace = Workspace(tmp_path / "kit")
-    rows = quality.run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["transfer"],
-                                     quick=True)["transfer"]
+    rows = run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["transfer"],
+                             quick=True, plan=plan)["transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
     assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
@@ -324,29 +326,23 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     expected = np.mean([right[folds == fold].mean() for fold in (1, 2)])
     assert rows[f"transfer: {blend}"]["mean"]["accuracy"] == pytest.approx(expected)
     assert rows[f"transfer: {blend}"]["train_seconds"] == pytest.approx(
-        rows["transfer: same recipe"]["train_seconds"] + quality._train_seconds([transferred[1]]))
+        rows["transfer: same recipe"]["train_seconds"] + train_seconds([transferred[1]]))
     assert rows["scratch + transfer: 4 views (blend)"]["train_seconds"] == pytest.approx(
         rows[f"scratch: {blend}"]["train_seconds"] + rows[f"transfer: {blend}"]["train_seconds"])
 
 
 @pytest.mark.slow
 def test_esc10_confirms_a_zoo_view_only_where_it_added_to_the_fsd_subset_blend(tmp_path, tiny_competition,
-                                                                               monkeypatch, capsys):
+                                                                               capsys):
     import json
-    from dataclasses import replace
-
-    from benchmarks import quality
 
     recipes = {}
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc"), ("tiny-extra", "mfcc")):
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    monkeypatch.setitem(quality.PROTOCOLS, "esc10", replace(quality.ESC10, epochs=1))
-    monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
-    monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
-    monkeypatch.setattr(quality, "FSD_EXTRA_VIEWS", (recipes["tiny-extra"],))
-    monkeypatch.setattr(quality, "FSD_CANDIDATES", {})
-    monkeypatch.setattr(quality, "TRAINING_ABLATIONS", {})
+    plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
+                   fsd_extra_views=(recipes["tiny-extra"],), fsd_candidates={},
+                   training_ablations={}).with_protocol(replace(ESC10, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
     blend, with_view = "kit: tiny-logmel + tiny-mfcc (blend)", "candidate blend: the blend + tiny-extra"
@@ -360,13 +356,13 @@ def test_esc10_confirms_a_zoo_view_only_where_it_added_to_the_fsd_subset_blend(t
         path.write_text(json.dumps(written))
 
     fsd_subset_scored(0.90, 0.90)  # level with the blend there: not trained here
-    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc10"])["esc10"]
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10"], plan=plan)["esc10"]
     assert "zoo: tiny-extra" not in rows and with_view not in rows and blend in rows
     assert "not ahead of tiny-logmel on the FSD subset's finished repeats (or not scored there yet): the blend + " \
            "tiny-extra" in capsys.readouterr().out
     assert not list(workspace.runs.glob("bench-esc10-tiny-extra-*"))
     fsd_subset_scored(0.90, 0.91)  # ahead there: alone and in the blend here
-    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc10"])["esc10"]
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10"], plan=plan)["esc10"]
     assert rows[with_view]["train_seconds"] == pytest.approx(rows[blend]["train_seconds"]
                                                              + rows["zoo: tiny-extra"]["train_seconds"])
     assert "the blend + tiny-extra" not in capsys.readouterr().out.split("target mean accuracy")[-1]
@@ -374,13 +370,13 @@ def test_esc10_confirms_a_zoo_view_only_where_it_added_to_the_fsd_subset_blend(t
 
 @pytest.mark.slow
 def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base_sharing_a_recording(
-        tmp_path, tiny_competition, monkeypatch, capsys):
+        tmp_path, tiny_competition, capsys):
     import json
-    from dataclasses import replace
 
     import pandas as pd
 
-    from benchmarks import quality
+    from benchmarks.quality.bench import recipe_experiment
+    from benchmarks.quality.settings import FSD_TRANSFER
     from competition.metrics import map_at_k
     from competition.modeling.runs import Run
     from competition.modeling.transfer import LeakageError
@@ -389,12 +385,9 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    tiny = replace(quality.FSD_TRANSFER, epochs=1, folds=(0, 1), seeds=(3, 4))
-    monkeypatch.setitem(quality.PROTOCOLS, "fsd-transfer", tiny)
-    monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
-    monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
-    monkeypatch.setattr(quality, "BASE_EPOCHS", 1)
-    monkeypatch.setattr(quality, "TRANSFER_VARIANTS", {"lr / 4": {"learning_rate": 0.0005}})
+    tiny = replace(FSD_TRANSFER, epochs=1, folds=(0, 1), seeds=(3, 4))
+    plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
+                   base_epochs=1, transfer_variants={"lr / 4": {"learning_rate": 0.0005}}).with_protocol(tiny)
     shared = _fake_shared(tmp_path, tiny_competition)
     # The competition's post-competition CSV names each clip's Freesound recording: none is an ESC-50 one.
     fnames = pd.read_csv(tiny_competition / "train.csv")["fname"]
@@ -403,7 +396,7 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     sources = pd.DataFrame({"fname": fnames, "freesound_id": [5000 + i for i in range(len(fnames))]})
     sources.to_csv(meta, index=False)
     workspace = Workspace(tmp_path / "kit")
-    rows = quality.run_quality_bench(workspace, shared=shared, only=["fsd-transfer"])["fsd-transfer"]
+    rows = run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], plan=plan)["fsd-transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
     assert list(rows) == ["peer: Zafar kernel (tiny-peer)", "scratch: tiny-logmel", "transfer: tiny-logmel",
                           "transfer: tiny-logmel, lr / 4", "scratch: tiny-mfcc", "transfer: tiny-mfcc",
@@ -424,7 +417,7 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
         rate = record["params"]["train"]["learning_rate"]
         fine_tuned[(record["experiment"], record["params"]["folds"]["seed"], rate)] = path
     # The variant only on the default view, per repeat, from the same base.
-    default_rate = quality._experiment(recipes["tiny-logmel"], tiny).train.learning_rate
+    default_rate = recipe_experiment(recipes["tiny-logmel"], tiny).train.learning_rate
     assert sorted(fine_tuned) == sorted([(view, seed, default_rate) for view in ("tiny-logmel", "tiny-mfcc")
                                          for seed in (3, 4)] + [("tiny-logmel", seed, 0.0005) for seed in (3, 4)])
     assert len([p for p in workspace.runs.glob("bench-fsd-subset-tiny-logmel-*") if "-transfer-" not in p.name]) == 2
@@ -439,25 +432,21 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     sources.loc[0, "freesound_id"] = int(esc50_sources.iloc[0])
     sources.to_csv(meta, index=False)
     with pytest.raises(LeakageError, match=r"trained on \d+ clip\(s\) of 1 recording\(s\) that fsd-subset also holds"):
-        quality.run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], finished_only=True)
+        run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], finished_only=True, plan=plan)
 
 
 @pytest.mark.slow
-def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition, monkeypatch):
-    from dataclasses import replace
-
-    from benchmarks import quality
+def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition):
+    from benchmarks.quality.settings import ESC50
     from competition.modeling.runs import Run
 
     recipes = {}
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    monkeypatch.setitem(quality.PROTOCOLS, "esc50", replace(quality.ESC50, epochs=1))
-    monkeypatch.setattr(quality, "KIT_RECIPES", (recipes["tiny-logmel"], recipes["tiny-mfcc"]))
-    monkeypatch.setattr(quality, "PEER_RECIPE", recipes["tiny-peer"])
-    monkeypatch.setattr(quality, "TRAINING_ABLATIONS", {})
-    monkeypatch.setattr(quality, "ESC50_CANDIDATES", {"2 epochs": {"epochs": 2}})
+    plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
+                   training_ablations={}, esc50_candidates={"2 epochs": {"epochs": 2}}).with_protocol(
+        replace(ESC50, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
 
@@ -465,9 +454,9 @@ def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_p
         return sorted(len(history) for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")
                       for history in Run(path).histories().values())
 
-    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True)["esc50"]
+    rows = run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)["esc50"]
     assert "candidate: tiny-logmel, 2 epochs" not in rows and set(epochs_trained()) == {1}
-    rows = quality.run_quality_bench(workspace, shared=shared, only=["esc50"])["esc50"]
+    rows = run_quality_bench(workspace, shared=shared, only=["esc50"], plan=plan)["esc50"]
     assert set(rows["candidate: tiny-logmel, 2 epochs"]) == {"fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean",
                                                             "train_seconds"}
     assert epochs_trained() == [1] * 5 + [2] * 5  # the default's run reused, the candidate's on its own schedule

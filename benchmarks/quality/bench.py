@@ -1,0 +1,48 @@
+"""The bench's training: a recipe's experiment under a protocol, trained by the kit's own
+`train_experiment` unless it finished before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.quality.settings import Protocol, QualityPlan
+from competition.workspace import Workspace
+
+
+def recipe_experiment(recipe: Path, protocol: Protocol, *, seed: int | None = None, features: dict | None = None,
+                      model: dict | None = None, **train_changes):
+    """The recipe for the protocol's dataset on the protocol's epochs, its last epoch kept; on the
+    fold seed's stratified folds where the protocol repeats its folds."""
+    from competition.config import load_experiment
+
+    experiment = load_experiment(recipe, protocol.dataset)
+    changes = {"epochs": protocol.epochs, "keep_epoch": "last", **train_changes}
+    folds = {"k": len(protocol.folds), "seed": seed} if seed is not None else None
+    return experiment.with_overrides(train=changes, features=features, model=model, folds=folds)
+
+
+class Bench:
+    """The protocols' shared state: the workspace, the plan, and whether to train what has not finished."""
+
+    def __init__(self, workspace: Workspace, *, quick: bool, finished_only: bool, plan: QualityPlan,
+                 train_only: set[str] | None = None):
+        self.workspace, self.quick, self.finished_only, self.plan = workspace, quick, finished_only, plan
+        self.train_only = train_only  # experiment names that may be trained (None: all); the others only read
+        self.missing: list[str] = []
+
+    def train(self, dataset, index, experiment, *, run_name: str | None = None, **kwargs) -> Path | None:
+        """The run's folder, trained unless it finished before; None (and named) with --finished-only,
+        or when --recipes leaves its recipe out."""
+        from competition.modeling.runs import Run
+        from competition.modeling.train import train_experiment
+
+        name = run_name or f"bench-{dataset.name}-{experiment.name}-{experiment.hash}"
+        run_dir = self.workspace.runs / name
+        read_only = self.finished_only or (self.train_only is not None and experiment.name not in self.train_only)
+        if read_only and not (run_dir / "scores.json").is_file() and not (
+                kwargs.get("only_folds") and all(Run(run_dir).fold_is_done(f) for f in kwargs["only_folds"])):
+            self.missing.append(name)
+            return None
+        if read_only:  # finished: read as it is (another process may be reading or training beside)
+            return run_dir
+        return train_experiment(self.workspace, dataset, index, experiment, run_name=name, **kwargs)

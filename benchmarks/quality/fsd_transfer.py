@@ -1,0 +1,109 @@
+"""The FSD subset's default views fine-tuned from the ESC-50 bases on the fsd-subset protocol's
+repeated folds, against the same views from scratch (its runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.quality.bases import Esc50Bases, fine_tune_name
+from benchmarks.quality.bench import Bench, recipe_experiment
+from benchmarks.quality.scores import FITTED, repeat_blend
+from benchmarks.quality.settings import FSD_MARGIN_OVER_PEER, TARGETS, Protocol
+from benchmarks.quality.tables import met, repeat_table
+
+
+def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
+    """The FSD subset: each default view fine-tuned from its ESC-50 base on the fsd-subset protocol's
+    repeated folds, beside the same view from scratch (its runs, reused); the blends of both."""
+    plan = bench.plan
+    from competition.modeling.runs import Run
+
+    workspace = bench.workspace
+    bases = Esc50Bases(bench, shared)
+    names = [recipe.stem for recipe in plan.kit]
+    scratch: dict[str, dict[int, Path | None]] = {}
+    transferred: dict[str, dict[int, Path | None]] = {}
+    view_bases: dict[str, Run] = {}
+    base_notes = []
+    for recipe in plan.kit:  # the bases first: a fine-tune needs its base finished
+        base_experiment, base_dir = bases.train(recipe)
+        if not base_dir:
+            base_notes.append(f"base not trained: {base_experiment.name}")
+            continue
+        base = Run(base_dir)
+        base_notes.append(bases.describe(base_experiment, base, dataset.name, index.train))
+        view_bases[recipe.stem] = base
+    peer = {seed: bench.train(dataset, index, recipe_experiment(plan.peer, protocol, seed=seed))
+            for seed in protocol.seeds}
+    for seed in protocol.seeds:  # a whole repeat of every view before the next
+        for recipe in plan.kit:
+            experiment = recipe_experiment(recipe, protocol, seed=seed)
+            scratch.setdefault(recipe.stem, {})[seed] = bench.train(dataset, index, experiment)
+            if recipe.stem in view_bases:
+                base = view_bases[recipe.stem]
+                transferred.setdefault(recipe.stem, {})[seed] = bench.train(
+                    dataset, index, experiment, base_model=base.model_path(1),
+                    run_name=fine_tune_name(dataset, experiment, base))
+    default = plan.kit[0].stem
+    variants: dict[str, dict[int, Path | None]] = {}  # what a practitioner would try, on the default view
+    for label, changes in (plan.transfer_variants.items() if default in view_bases else ()):
+        for seed in protocol.seeds:
+            experiment = recipe_experiment(plan.kit[0], protocol, seed=seed).with_overrides(train=changes)
+            variants.setdefault(label, {})[seed] = bench.train(
+                dataset, index, experiment, base_model=view_bases[default].model_path(1),
+                run_name=fine_tune_name(dataset, experiment, view_bases[default]))
+
+    def finished(by_seed: dict) -> bool:
+        return all(by_seed.get(seed) for seed in protocol.seeds)
+
+    def row(members: list[dict[int, Path]], fitted: bool = False) -> dict:
+        return repeat_blend(members, workspace, dataset, index, protocol, fitted)
+
+    rows, pairs = {}, {}  # pairs: a transferred row -> the scratch row it is set against
+    peer_name = f"peer: Zafar kernel ({plan.peer.stem})"
+    if finished(peer):
+        rows[peer_name] = row([peer])
+    for name in names:
+        if finished(scratch[name]):
+            rows[f"scratch: {name}"] = row([scratch[name]])
+        if name in transferred and finished(transferred[name]):
+            rows[f"transfer: {name}"] = row([transferred[name]])
+            pairs[f"transfer: {name}"] = f"scratch: {name}"
+        if name == default:
+            for label, by_seed in variants.items():
+                if finished(by_seed):
+                    rows[f"transfer: {name}, {label}"] = row([by_seed])
+                    pairs[f"transfer: {name}, {label}"] = f"scratch: {name}"
+    blend = f"{' + '.join(names)} (blend)"
+    if all(finished(scratch[name]) for name in names):
+        rows[f"scratch: {blend}"] = row([scratch[name] for name in names])
+        if all(name in transferred and finished(transferred[name]) for name in names):
+            rows[f"transfer: {blend}"] = row([transferred[name] for name in names])
+            pairs[f"transfer: {blend}"] = f"scratch: {blend}"
+            # Started apart, the scratch and the transferred views may err apart: all six blended.
+            six = [*(scratch[name] for name in names), *(transferred[name] for name in names)]
+            for name, fitted in ((f"scratch + transfer: {len(six)} views (blend)", False),
+                                 (f"scratch + transfer: {len(six)} views {FITTED}", True)):
+                rows[name] = row(six, fitted)
+                pairs[name] = f"scratch: {blend}"
+    text = (f"\n{protocol.title}: out-of-fold MAP@3 per repeat (the fsd-subset protocol's folds, fold seeds "
+            f"{' and '.join(map(str, protocol.seeds))}; {protocol.epochs} epochs, last epoch kept)\n"
+            + "\n".join(base_notes) + "\n" + (repeat_table(rows, protocol.seeds) if rows else "nothing finished"))
+    for name, reference in pairs.items():
+        gains = [rows[name][f"seed {seed}"]["map@3"] - rows[reference][f"seed {seed}"]["map@3"]
+                 for seed in protocol.seeds]
+        text += (f"\n{name}: {100 * (rows[name]['mean']['map@3'] - rows[reference]['mean']['map@3']):+.1f} MAP@3 "
+                 f"points over {reference} ("
+                 + ", ".join(f"seed {seed} {100 * gain:+.1f}" for seed, gain in zip(protocol.seeds, gains)) + ")")
+    verdicts = []
+    for name in pairs:
+        value = rows[name]["mean"]["map@3"]
+        verdict = f"{name} {value:.4f} {met(value, TARGETS['fsd-subset'])}"
+        if peer_name in rows:
+            margin = value - rows[peer_name]["mean"]["map@3"]
+            verdict += f", {100 * margin:+.1f} over Zafar's recipe {met(margin, FSD_MARGIN_OVER_PEER)}"
+        verdicts.append(verdict)
+    if verdicts:
+        text += (f"\ntarget mean MAP@3 >= {TARGETS['fsd-subset']:.2f} and >= {100 * FSD_MARGIN_OVER_PEER:.0f} points "
+                 f"over Zafar's recipe: {'; '.join(verdicts)}")
+    return rows, text

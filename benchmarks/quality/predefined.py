@@ -1,0 +1,76 @@
+"""ESC-10, ESC-50 and UrbanSound8K on their predefined folds: the kit's views, their blend, the peer,
+the ablations and the candidates."""
+
+from __future__ import annotations
+
+from benchmarks.quality.bench import Bench, recipe_experiment
+from benchmarks.quality.results import candidates_ahead, previous_rows, rows_ahead
+from benchmarks.quality.scores import blend_scores, fitted_name, run_scores, without_tta
+from benchmarks.quality.settings import FSD_SUBSET, TARGETS, Protocol
+from benchmarks.quality.tables import fold_table, met
+
+
+def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple[dict, str]:
+    """ESC-10, ESC-50, UrbanSound8K: the kit's views, their blend, the peer and the ablation."""
+    plan = bench.plan
+    workspace = bench.workspace
+    kit = [recipe_experiment(recipe, protocol) for recipe in plan.kit]
+    peer = recipe_experiment(plan.peer, protocol)
+    # The default recipe and the peer first: what a partial run most wants.
+    runs = {e.name: bench.train(dataset, index, e) for e in (kit[0], peer, *kit[1:])}
+    rows = {}
+    blend_name = f"kit: {' + '.join(e.name for e in kit)} (blend)"
+    if all(runs[e.name] for e in kit):
+        rows[blend_name] = blend_scores([runs[e.name] for e in kit], index, protocol)
+        rows[fitted_name(blend_name)] = blend_scores([runs[e.name] for e in kit], index, protocol, fitted=True)
+    rows.update({f"kit: {e.name}": run_scores(runs[e.name], index, protocol) for e in kit if runs[e.name]})
+    if runs[peer.name]:
+        rows[f"peer: Zafar kernel ({peer.name})"] = run_scores(runs[peer.name], index, protocol)
+    if runs[kit[0].name]:
+        rows[f"ablation: {kit[0].name} without TTA (1 crop)"] = without_tta(runs[kit[0].name], workspace, dataset,
+                                                                           index, kit[0], protocol)
+    variants = {"esc10": plan.training_ablations, "esc50": plan.training_ablations,
+                "urbansound8k": plan.urban_ablations}
+    for label, changes in ({} if bench.quick else variants.get(protocol.dataset, {})).items():
+        run_dir = bench.train(dataset, index, recipe_experiment(plan.kit[0], protocol, **changes))
+        if run_dir:
+            rows[f"ablation: {kit[0].name} {label}"] = run_scores(run_dir, index, protocol)
+    for label, changes in ({} if bench.quick or protocol.dataset != "esc50" else plan.esc50_candidates).items():
+        run_dir = bench.train(dataset, index, recipe_experiment(plan.kit[0], protocol, **changes))
+        if run_dir:
+            rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
+    candidates_note = ""
+    if protocol.dataset == "esc10" and not bench.quick:  # the FSD subset's candidates, where the default was shaped
+        fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
+        ahead = candidates_ahead(fsd_rows, f"kit: {kit[0].name}", plan.fsd_candidates)
+        for label, (features, model, train) in plan.fsd_candidates.items():
+            if label not in ahead:
+                continue
+            experiment = recipe_experiment(plan.kit[0], protocol, features=features, model=model, **train)
+            run_dir = bench.train(dataset, index, experiment)
+            if run_dir:
+                rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
+        behind = [label for label in plan.fsd_candidates if label not in ahead]
+        for recipe in plan.fsd_extra_views:  # a zoo view that added to the blend there: alone and in the blend here
+            label = f"the blend + {recipe.stem}"
+            if not rows_ahead(fsd_rows, blend_name, [f"candidate blend: {label}"]):
+                behind.append(label)
+                continue
+            view = recipe_experiment(recipe, protocol)
+            run_dir = bench.train(dataset, index, view)
+            if run_dir:
+                rows[f"zoo: {view.name}"] = run_scores(run_dir, index, protocol)
+                if all(runs[e.name] for e in kit):
+                    members = [*(runs[e.name] for e in kit), run_dir]
+                    rows[f"candidate blend: {label}"] = blend_scores(members, index, protocol)
+        if behind:
+            candidates_note = (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
+                               f"(or not scored there yet): {'; '.join(behind)}")
+    target = TARGETS[protocol.dataset]
+    verdicts = "; ".join(f"{name.split(': ')[1]} {rows[name]['mean']['accuracy']:.4f} "
+                         f"{met(rows[name]['mean']['accuracy'], target)}"
+                         for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}") if name in rows)
+    text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds ({protocol.epochs} epochs, "
+            f"last epoch kept)\n{fold_table(rows, protocol)}\n"
+            f"target mean accuracy >= {target:.2f}: {verdicts or 'nothing finished'}{candidates_note}")
+    return rows, text

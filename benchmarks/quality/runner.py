@@ -1,0 +1,78 @@
+"""`make bench-quality`'s entry: --only's protocols, each run on its shared copy, printed and written."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from benchmarks import SHARED_DATA
+from benchmarks.quality.bench import Bench
+from benchmarks.quality.data import protocol_dataset, protocol_index, shared_copy, shared_source
+from benchmarks.quality.fsd_transfer import fsd_transfer_protocol
+from benchmarks.quality.predefined import predefined_protocol
+from benchmarks.quality.repeated import repeated_protocol
+from benchmarks.quality.results import write_results
+from benchmarks.quality.settings import ESC50, FROM_ESC50_BASES, PROTOCOLS, URBANSOUND8K, QualityPlan
+from benchmarks.quality.transfer import transfer_protocol
+from competition.workspace import Workspace
+
+
+def parse_only(text: str | None) -> list[str]:
+    """--only's comma-separated protocol names, in the order they run; every protocol when empty."""
+    if not text:
+        return list(PROTOCOLS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROTOCOLS]
+    if unknown:
+        from competition.errors import KitError
+
+        raise KitError(f"--only: unknown protocol(s) {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
+    return [name for name in PROTOCOLS if name in names]
+
+
+def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path = SHARED_DATA,
+                      only: list[str] | None = None, finished_only: bool = False,
+                      train_only: set[str] | None = None, plan: QualityPlan | None = None) -> dict:
+    """Train, score and print every protocol (or `only` those) present under `shared`; returns the
+    numbers. With `train_only` (--recipes), only runs of those experiment names are trained (two
+    processes can then share one protocol's recipes); the others are read where they finished.
+    `plan`: what is trained on which protocols (QualityPlan's defaults when None)."""
+    if not shared.is_dir():
+        print(f"bench-quality skipped: {shared} not found (the shared ESC-50 copy, whose esc10 rows are ESC-10, "
+              f"and the UrbanSound8K and FSDKaggle2018-subset copies live in ../shared/data beside the kit's checkout)")
+        return {}
+    plan = plan or QualityPlan()
+    bench = Bench(workspace, quick=quick, finished_only=finished_only, plan=plan, train_only=train_only)
+    started = time.perf_counter()
+    results: dict = {}
+    for name in only or list(PROTOCOLS):
+        protocol = plan.protocols[name]
+        protocol_started = time.perf_counter()
+        root = shared_copy(shared, protocol, workspace)
+        # The ESC-50 bases leave UrbanSound8K's recordings out: they need both copies.
+        bases_need = (ESC50, URBANSOUND8K) if name in FROM_ESC50_BASES else ()
+        needs = [root] + [shared_copy(shared, other, workspace) for other in bases_need]
+        if any(path is None for path in needs):
+            print(f"{protocol.title}: skipped, {shared_source(shared, protocol)} "
+                  + "".join(f"or {shared_source(shared, other)} " for other in bases_need) + "not found")
+            continue
+        dataset = protocol_dataset(protocol, root)
+        index = protocol_index(dataset, root, protocol)
+        if name == "transfer":
+            rows, text = transfer_protocol(bench, protocol, dataset, index, shared)
+        elif name == "fsd-transfer":
+            rows, text = fsd_transfer_protocol(bench, protocol, dataset, index, shared)
+        elif protocol.seeds:
+            rows, text = repeated_protocol(bench, protocol, dataset, index)
+        else:
+            rows, text = predefined_protocol(bench, protocol, dataset, index)
+        seconds = time.perf_counter() - protocol_started
+        text += f"\n({name}: {seconds:.0f}s wall, this call)"
+        print(text, flush=True)
+        results[name] = rows
+        write_results(workspace, {name: rows}, {name: text}, {name: seconds})
+    if bench.missing:
+        print(f"\nnot finished, left out (--finished-only or --recipes): {', '.join(bench.missing)}")
+    if results:
+        print(f"\nbench-quality: {time.perf_counter() - started:.0f}s wall")
+    return results

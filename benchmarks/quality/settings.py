@@ -1,0 +1,112 @@
+"""What `make bench-quality` measures: its protocols (datasets, folds, epochs), the issue's targets,
+and the plan of recipes it trains on them (the kit's views, the peer, the candidates, the ablations,
+the fine-tuning variants)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from competition.config import DEFAULT_EXPERIMENTS, EXPERIMENTS_DIR
+
+
+@dataclass(frozen=True)
+class Protocol:
+    dataset: str
+    title: str
+    epochs: int              # per recipe run on this dataset
+    folds: tuple[int, ...]   # the folds used (UrbanSound8K: the two we have)
+    seeds: tuple[int, ...] = ()  # stratified folds: one repeat of folds.k folds per fold seed
+    name: str = ""           # --only's name; the dataset's by default
+
+    @property
+    def key(self) -> str:
+        return self.name or self.dataset
+
+    def fold_name(self, fold: int) -> str:
+        """How a held-out fold reads in the tables: its number, or train->test for two folds."""
+        if len(self.folds) == 2:
+            (other,) = [f for f in self.folds if f != fold]
+            return f"{other}->{fold}"
+        return f"fold {fold}"
+
+
+ESC10 = Protocol("esc10", "ESC-10 (ESC-50 at 16 kHz, Vorbis), 5-fold CV on the predefined folds", epochs=60,
+                 folds=(1, 2, 3, 4, 5))
+ESC50 = Protocol("esc50", "ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds", epochs=60,
+                 folds=(1, 2, 3, 4, 5))
+URBANSOUND8K = Protocol("urbansound8k", "UrbanSound8K, train on one fold, test on the other", epochs=60, folds=(1, 2))
+FSD_SUBSET = Protocol("fsd-subset", "FSDKaggle2018 subset (200 real clips, 10 instrument labels, 44.1 kHz, from "
+                      "Vorbis), repeated stratified 5-fold CV", epochs=60, folds=(0, 1, 2, 3, 4), seeds=(42, 7))
+TRANSFER = Protocol("urbansound8k", "UrbanSound8K, train on one fold, test on the other: transfer from an ESC-50 "
+                    "base (leakage guard on) against the same recipe from scratch", epochs=60, folds=(1, 2),
+                    name="transfer")
+FSD_TRANSFER = replace(FSD_SUBSET, name="fsd-transfer",
+                       title="FSDKaggle2018 subset, repeated stratified 5-fold CV: every default view fine-tuned "
+                             "from its ESC-50 base (leakage guard: checked) against the same view from scratch")
+PROTOCOLS = {p.key: p for p in (FSD_SUBSET, TRANSFER, FSD_TRANSFER, ESC50, ESC10, URBANSOUND8K)}
+# Those fine-tuned from the ESC-50 bases: they need the ESC-50 copy too.
+FROM_ESC50_BASES = ("transfer", "fsd-transfer")
+
+# The issue's targets: mean accuracy (predefined folds), mean OOF MAP@3 (the FSD subset).
+TARGETS = {"esc10": 0.94, "esc50": 0.86, "urbansound8k": 0.70, "fsd-subset": 0.93}
+FSD_MARGIN_OVER_PEER = 0.05   # the FSD subset's blend, MAP@3 points over Zafar's recipe on the same folds
+TRANSFER_GAIN = 0.05          # UrbanSound8K: transfer over scratch, mean accuracy
+
+WITHOUT_MASKING = {"time_masks": 0, "freq_masks": 0}
+WITHOUT_MIXUP = {"mixup_alpha": 0.0}
+# The default recipe retrained without one of its augmentations (not with --quick): on ESC-10, ESC-50 and the FSD
+# subset.
+TRAINING_ABLATIONS = {"without SpecAugment masking": WITHOUT_MASKING, "without mixup": WITHOUT_MIXUP}
+# The default recipe on a longer schedule (its cosine decay over twice the epochs), on ESC-50, where
+# its validation accuracy still climbs at the last epochs (not with --quick).
+ESC50_CANDIDATES = {"120 epochs": {"epochs": 120}}
+# The recipe's augmentation for urban sounds (its [datasets.urbansound8k] values), taken away.
+WITHOUT_URBAN_AUGMENTATION = {"bin_shift": 0, "gain_db": 0.0}
+# Recipe candidates for the competition's sound (the issue's item 5), changes to the default recipe,
+# scored on the FSD subset beside it: (features, model, train) changes.
+FSD_CANDIDATES = {
+    "44.1 kHz, 128 mel bins, 23 ms hop": ({"sample_rate": 44100, "n_fft": 2048, "hop_length": 1024, "n_mels": 128},
+                                          {}, {}),
+    "width 32": ({}, {"width": 32}, {}),
+    "8 s crops": ({}, {}, {"crop_seconds": 8.0}),
+    "128 mel bins (22.05 kHz, 46 ms hop)": ({"n_mels": 128}, {}, {}),
+    # 160 training clips a fold make 5 steps an epoch: 60 epochs are 300 steps, a tenth of ESC-50's.
+    "120 epochs": ({}, {}, {"epochs": 120}),
+}
+# Other members of the zoo, scored alone on the FSD subset and as one more view of the default blend:
+# candidates for the blend.
+FSD_EXTRA_VIEWS = (EXPERIMENTS_DIR / "wave-cnn1d.toml",)
+# Fine-tuning variants beside the plain transfer (train changes to the same recipe).
+TRANSFER_VARIANTS = {
+    "backbone frozen for the first 10 epochs": {"freeze_backbone_epochs": 10},
+    "learning rate / 4 (0.0005)": {"learning_rate": 0.0005},
+    "90 epochs": {"epochs": 90},
+}
+# The ESC-50 base of the transfer: the default recipe on every ESC-50 clip but UrbanSound8K's recordings,
+# one held-out clip per class (of fold 1) its check; its epochs.
+BASE_EPOCHS = 60
+
+
+@dataclass(frozen=True)
+class QualityPlan:
+    """What the bench trains, and on which protocols: the defaults above; a test or an experiment
+    passes its own (`dataclasses.replace(QualityPlan(), ...)`)."""
+
+    # The kit's default experiments, trained by `make train` and blended by `make ensemble`; the
+    # first is the default recipe, the one the ablation takes apart.
+    kit: tuple[Path, ...] = DEFAULT_EXPERIMENTS
+    peer: Path = EXPERIMENTS_DIR / "zafar-mfcc-cnn.toml"  # the recipe of Zafar's Kaggle kernel
+    training_ablations: dict[str, dict] = field(default_factory=lambda: dict(TRAINING_ABLATIONS))
+    esc50_candidates: dict[str, dict] = field(default_factory=lambda: dict(ESC50_CANDIDATES))
+    urban_ablations: dict[str, dict] = field(
+        default_factory=lambda: {"without bin shifts and gain changes": WITHOUT_URBAN_AUGMENTATION})
+    fsd_candidates: dict[str, tuple[dict, dict, dict]] = field(default_factory=lambda: dict(FSD_CANDIDATES))
+    fsd_extra_views: tuple[Path, ...] = FSD_EXTRA_VIEWS
+    transfer_variants: dict[str, dict] = field(default_factory=lambda: dict(TRANSFER_VARIANTS))
+    base_epochs: int = BASE_EPOCHS
+    protocols: dict[str, Protocol] = field(default_factory=lambda: dict(PROTOCOLS))
+
+    def with_protocol(self, protocol: Protocol) -> QualityPlan:
+        """This plan with `protocol` in place of the one of its name (a test's shorter schedule)."""
+        return replace(self, protocols={**self.protocols, protocol.key: protocol})
