@@ -303,8 +303,8 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={}, base_epochs=1).with_protocol(
         replace(TRANSFER, epochs=1))
     workspace = Workspace(tmp_path / "kit")
-    rows = run_quality_bench(workspace, shared=_fake_shared(tmp_path, tiny_competition), only=["transfer"],
-                             quick=True, plan=plan)["transfer"]
+    shared = _fake_shared(tmp_path, tiny_competition)
+    rows = run_quality_bench(workspace, shared=shared, only=["transfer"], quick=True, plan=plan)["transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
     assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
@@ -329,6 +329,22 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
         rows["transfer: same recipe"]["train_seconds"] + train_seconds([transferred[1]]))
     assert rows["scratch + transfer: 4 views (blend)"]["train_seconds"] == pytest.approx(
         rows[f"scratch: {blend}"]["train_seconds"] + rows[f"transfer: {blend}"]["train_seconds"])
+
+    # Without --quick, bases on a longer schedule too: every view fine-tuned from its own longer base.
+    plan = replace(plan, longer_base_epochs=(2,))
+    rows = run_quality_bench(workspace, shared=shared, only=["transfer"], plan=plan)["transfer"]
+    longer = " (2-epoch bases)"
+    assert list(rows)[2:] == [f"transfer{longer}: same recipe", f"scratch: {blend}", f"transfer: {blend}",
+                              "scratch + transfer: 4 views (blend)",
+                              "scratch + transfer: 4 views (blend, weights fitted out of fold)",
+                              f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
+                              f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)"]
+    base_epochs = {path: {len(h) for h in Run(path).histories().values()}
+                   for path in workspace.runs.glob("bench-esc50-base-*")}
+    assert sorted(map(min, base_epochs.values())) == [1, 1, 2, 2] and "2 epochs, accuracy" in capsys.readouterr().out
+    from_longer = [Run(path).config()["base_model"] for path in workspace.runs.glob("bench-urbansound8k-*-transfer-*")]
+    assert len(from_longer) == 4 and sum(str(Run(base).model_path(1)) in from_longer
+                                         for base, epochs in base_epochs.items() if epochs == {2}) == 2
 
 
 @pytest.mark.slow
@@ -387,7 +403,8 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     tiny = replace(FSD_TRANSFER, epochs=1, folds=(0, 1), seeds=(3, 4))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
-                   base_epochs=1, transfer_variants={"lr / 4": {"learning_rate": 0.0005}}).with_protocol(tiny)
+                   base_epochs=1, transfer_variants={"lr / 4": {"learning_rate": 0.0005}},
+                   longer_base_epochs=(2,)).with_protocol(tiny)
     shared = _fake_shared(tmp_path, tiny_competition)
     # The competition's post-competition CSV names each clip's Freesound recording: none is an ESC-50 one.
     fnames = pd.read_csv(tiny_competition / "train.csv")["fname"]
@@ -397,32 +414,40 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     sources.to_csv(meta, index=False)
     workspace = Workspace(tmp_path / "kit")
     rows = run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], plan=plan)["fsd-transfer"]
-    blend = "tiny-logmel + tiny-mfcc (blend)"
+    blend, longer = "tiny-logmel + tiny-mfcc (blend)", " (2-epoch bases)"
     assert list(rows) == ["peer: Zafar kernel (tiny-peer)", "scratch: tiny-logmel", "transfer: tiny-logmel",
-                          "transfer: tiny-logmel, lr / 4", "scratch: tiny-mfcc", "transfer: tiny-mfcc",
+                          "transfer: tiny-logmel, lr / 4", f"transfer{longer}: tiny-logmel", "scratch: tiny-mfcc",
+                          "transfer: tiny-mfcc", f"transfer{longer}: tiny-mfcc",
                           f"scratch: {blend}", f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)",
-                          "scratch + transfer: 4 views (blend, weights fitted out of fold)"]
+                          "scratch + transfer: 4 views (blend, weights fitted out of fold)",
+                          f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
+                          f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)"]
     out = capsys.readouterr().out
-    assert out.count("(no recording shared with fsd-subset)") == 2
+    assert out.count("(no recording shared with fsd-subset)") == 4  # every base checked, both schedules
     assert "transfer: tiny-mfcc: " in out and " MAP@3 points over scratch: tiny-mfcc (seed 3 " in out
     assert "target mean MAP@3 >= 0.93" in out and f"transfer: {blend} " in out
-    # Each view is fine-tuned, per repeat, from its own base; the scratch runs are the fsd-subset protocol's.
-    bases = {Run(path).config()["experiment"]: path for path in workspace.runs.glob("bench-esc50-base-*")}
-    assert sorted(bases) == ["tiny-logmel", "tiny-mfcc"]
+    # Each view is fine-tuned, per repeat, from its own base of each schedule; the scratch runs are the
+    # fsd-subset protocol's.
+    bases = {(Run(path).config()["experiment"], Run(path).config()["params"]["train"]["epochs"]): path
+             for path in workspace.runs.glob("bench-esc50-base-*")}
+    assert sorted(bases) == [("tiny-logmel", 1), ("tiny-logmel", 2), ("tiny-mfcc", 1), ("tiny-mfcc", 2)]
+    model_bases = {str(Run(path).model_path(1)): key for key, path in bases.items()}
     fine_tuned = {}
     for path in workspace.runs.glob("bench-fsd-subset-*-transfer-*"):
         record = Run(path).config()
-        assert record["base_model"] == str(Run(bases[record["experiment"]]).model_path(1))
+        view, base_epochs = model_bases[record["base_model"]]
+        assert view == record["experiment"]
         rate = record["params"]["train"]["learning_rate"]
-        fine_tuned[(record["experiment"], record["params"]["folds"]["seed"], rate)] = path
-    # The variant only on the default view, per repeat, from the same base.
+        fine_tuned[(view, record["params"]["folds"]["seed"], rate, base_epochs)] = path
+    # The variant only on the default view, per repeat, from the default schedule's base.
     default_rate = recipe_experiment(recipes["tiny-logmel"], tiny).train.learning_rate
-    assert sorted(fine_tuned) == sorted([(view, seed, default_rate) for view in ("tiny-logmel", "tiny-mfcc")
-                                         for seed in (3, 4)] + [("tiny-logmel", seed, 0.0005) for seed in (3, 4)])
+    assert sorted(fine_tuned) == sorted([(view, seed, default_rate, epochs) for view in ("tiny-logmel", "tiny-mfcc")
+                                         for seed in (3, 4) for epochs in (1, 2)]
+                                        + [("tiny-logmel", seed, 0.0005, 1) for seed in (3, 4)])
     assert len([p for p in workspace.runs.glob("bench-fsd-subset-tiny-logmel-*") if "-transfer-" not in p.name]) == 2
     # The transferred blend of a repeat is the geometric mean of that repeat's fine-tuned views.
-    members = [Run(fine_tuned[(view, 3, default_rate)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
+    members = [Run(fine_tuned[(view, 3, default_rate, 1)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
     probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in members], axis=0))
     assert rows[f"transfer: {blend}"]["seed 3"]["map@3"] == pytest.approx(map_at_k(members[0].true_ids, probs))
     written = json.loads((workspace.runs / "bench-quality.json").read_text())

@@ -15,12 +15,14 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    epochs, same folds): the transfer gain in points per fold; then what a practitioner
                    would try (the backbone frozen for the first epochs, a lower learning rate, longer
                    fine-tuning); and the default blend with every view fine-tuned from its own ESC-50
-                   base against the blend from scratch
+                   base against the blend from scratch; then all of it again from bases trained on a
+                   longer schedule (not with --quick)
     fsd-transfer   the FSD subset's default views, each fine-tuned from its ESC-50 base (the transfer
                    protocol's; the guard checks them against the subset's Freesound ids, from the
                    competition's post-competition CSV) on the fsd-subset protocol's repeated folds,
                    beside the same views from scratch (its runs): the gain in MAP@3 points per repeat,
-                   and the blend of the transferred views and of all six
+                   and the blend of the transferred views and of all six; the same from the longer
+                   bases (not with --quick)
     esc50          ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds (2,000 clips, 50 classes);
                    the default recipe on a longer schedule too (not with --quick)
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),

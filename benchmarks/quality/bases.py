@@ -49,6 +49,21 @@ class Esc50Bases:
                                             only_folds=[1], run_name=f"bench-esc50-base-{experiment.name}-"
                                                                      f"{experiment.hash}-without-urbansound8k")
 
+    def trained(self, recipes, target: str, target_train) -> tuple[dict, list[str]]:
+        """Each recipe's base, trained unless it finished, and checked against `target`: the finished
+        ones by recipe name (their runs), and a line on each (or on its absence)."""
+        from competition.modeling.runs import Run
+
+        bases, notes = {}, []
+        for recipe in recipes:
+            experiment, run_dir = self.train(recipe)
+            if not run_dir:
+                notes.append(f"base not trained: {experiment.name} ({self.epochs} epochs)")
+                continue
+            bases[experiment.name] = Run(run_dir)
+            notes.append(self.describe(experiment, bases[experiment.name], target, target_train))
+        return bases, notes
+
     def describe(self, experiment, base, target: str, target_train) -> str:
         """The base, its check accuracy and what the leakage guard found for `target` (refusing a base
         that shares a recording with it: LeakageError)."""

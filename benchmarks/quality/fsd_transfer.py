@@ -14,47 +14,46 @@ from benchmarks.quality.tables import met, repeat_table
 
 def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
     """The FSD subset: each default view fine-tuned from its ESC-50 base on the fsd-subset protocol's
-    repeated folds, beside the same view from scratch (its runs, reused); the blends of both."""
-    plan = bench.plan
-    from competition.modeling.runs import Run
-
-    workspace = bench.workspace
-    bases = Esc50Bases(bench, shared)
+    repeated folds, beside the same view from scratch (its runs, reused); the blends of both. Then
+    the same from bases trained on longer schedules (not with --quick)."""
+    plan, workspace = bench.plan, bench.workspace
     names = [recipe.stem for recipe in plan.kit]
-    scratch: dict[str, dict[int, Path | None]] = {}
-    transferred: dict[str, dict[int, Path | None]] = {}
-    view_bases: dict[str, Run] = {}
-    base_notes = []
-    for recipe in plan.kit:  # the bases first: a fine-tune needs its base finished
-        base_experiment, base_dir = bases.train(recipe)
-        if not base_dir:
-            base_notes.append(f"base not trained: {base_experiment.name}")
-            continue
-        base = Run(base_dir)
-        base_notes.append(bases.describe(base_experiment, base, dataset.name, index.train))
-        view_bases[recipe.stem] = base
+    default = names[0]
+    # A set of bases per schedule, the default's first: its rows keep their plain names.
+    schedules = {"": plan.base_epochs, **({} if bench.quick else {
+        f" ({epochs}-epoch bases)": epochs for epochs in plan.longer_base_epochs if epochs != plan.base_epochs})}
+    base_sets, base_notes = {}, []
+    for tag, epochs in schedules.items():  # the bases first: a fine-tune needs its base finished
+        base_sets[tag], notes = Esc50Bases(bench, shared, epochs).trained(plan.kit, dataset.name, index.train)
+        base_notes += notes
+
+    def fine_tune(experiment, base) -> Path | None:
+        return bench.train(dataset, index, experiment, base_model=base.model_path(1),
+                           run_name=fine_tune_name(dataset, experiment, base))
+
     peer = {seed: bench.train(dataset, index, recipe_experiment(plan.peer, protocol, seed=seed))
             for seed in protocol.seeds}
-    for seed in protocol.seeds:  # a whole repeat of every view before the next
-        for recipe in plan.kit:
-            experiment = recipe_experiment(recipe, protocol, seed=seed)
-            scratch.setdefault(recipe.stem, {})[seed] = bench.train(dataset, index, experiment)
-            if recipe.stem in view_bases:
-                base = view_bases[recipe.stem]
-                transferred.setdefault(recipe.stem, {})[seed] = bench.train(
-                    dataset, index, experiment, base_model=base.model_path(1),
-                    run_name=fine_tune_name(dataset, experiment, base))
-    default = plan.kit[0].stem
+    scratch: dict[str, dict[int, Path | None]] = {}
+    # transferred[tag][view][seed]: each view fine-tuned per repeat from its base of that schedule.
+    transferred: dict[str, dict[str, dict[int, Path | None]]] = {tag: {} for tag in schedules}
     variants: dict[str, dict[int, Path | None]] = {}  # what a practitioner would try, on the default view
-    for label, changes in (plan.transfer_variants.items() if default in view_bases else ()):
+    for tag in schedules:  # the default schedule's whole repeats, its variants, then the longer schedules
         for seed in protocol.seeds:
-            experiment = recipe_experiment(plan.kit[0], protocol, seed=seed).with_overrides(train=changes)
-            variants.setdefault(label, {})[seed] = bench.train(
-                dataset, index, experiment, base_model=view_bases[default].model_path(1),
-                run_name=fine_tune_name(dataset, experiment, view_bases[default]))
+            for recipe in plan.kit:
+                experiment = recipe_experiment(recipe, protocol, seed=seed)
+                if not tag:
+                    scratch.setdefault(recipe.stem, {})[seed] = bench.train(dataset, index, experiment)
+                if recipe.stem in base_sets[tag]:
+                    transferred[tag].setdefault(recipe.stem, {})[seed] = fine_tune(experiment,
+                                                                                  base_sets[tag][recipe.stem])
+        if not tag and default in base_sets[tag]:
+            for label, changes in plan.transfer_variants.items():
+                for seed in protocol.seeds:
+                    experiment = recipe_experiment(plan.kit[0], protocol, seed=seed).with_overrides(train=changes)
+                    variants.setdefault(label, {})[seed] = fine_tune(experiment, base_sets[tag][default])
 
-    def finished(by_seed: dict) -> bool:
-        return all(by_seed.get(seed) for seed in protocol.seeds)
+    def finished(by_seed: dict | None) -> bool:
+        return bool(by_seed) and all(by_seed.get(seed) for seed in protocol.seeds)
 
     def row(members: list[dict[int, Path]], fitted: bool = False) -> dict:
         return repeat_blend(members, workspace, dataset, index, protocol, fitted)
@@ -66,24 +65,28 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
     for name in names:
         if finished(scratch[name]):
             rows[f"scratch: {name}"] = row([scratch[name]])
-        if name in transferred and finished(transferred[name]):
-            rows[f"transfer: {name}"] = row([transferred[name]])
-            pairs[f"transfer: {name}"] = f"scratch: {name}"
+        # The plain fine-tune, the variants (on the default view), then the fine-tunes from longer bases.
+        labelled = [(f"transfer: {name}", transferred[""].get(name))]
         if name == default:
-            for label, by_seed in variants.items():
-                if finished(by_seed):
-                    rows[f"transfer: {name}, {label}"] = row([by_seed])
-                    pairs[f"transfer: {name}, {label}"] = f"scratch: {name}"
+            labelled += [(f"transfer: {name}, {label}", by_seed) for label, by_seed in variants.items()]
+        labelled += [(f"transfer{tag}: {name}", transferred[tag].get(name)) for tag in schedules if tag]
+        for label, by_seed in labelled:
+            if finished(by_seed):
+                rows[label] = row([by_seed])
+                pairs[label] = f"scratch: {name}"
     blend = f"{' + '.join(names)} (blend)"
     if all(finished(scratch[name]) for name in names):
         rows[f"scratch: {blend}"] = row([scratch[name] for name in names])
-        if all(name in transferred and finished(transferred[name]) for name in names):
-            rows[f"transfer: {blend}"] = row([transferred[name] for name in names])
-            pairs[f"transfer: {blend}"] = f"scratch: {blend}"
+        for tag in schedules:
+            views = transferred[tag]
+            if not all(finished(views.get(name)) for name in names):
+                continue
+            rows[f"transfer{tag}: {blend}"] = row([views[name] for name in names])
+            pairs[f"transfer{tag}: {blend}"] = f"scratch: {blend}"
             # Started apart, the scratch and the transferred views may err apart: all six blended.
-            six = [*(scratch[name] for name in names), *(transferred[name] for name in names)]
-            for name, fitted in ((f"scratch + transfer: {len(six)} views (blend)", False),
-                                 (f"scratch + transfer: {len(six)} views {FITTED}", True)):
+            six = [*(scratch[name] for name in names), *(views[name] for name in names)]
+            for name, fitted in ((f"scratch + transfer{tag}: {len(six)} views (blend)", False),
+                                 (f"scratch + transfer{tag}: {len(six)} views {FITTED}", True)):
                 rows[name] = row(six, fitted)
                 pairs[name] = f"scratch: {blend}"
     text = (f"\n{protocol.title}: out-of-fold MAP@3 per repeat (the fsd-subset protocol's folds, fold seeds "
