@@ -461,7 +461,7 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
 
 
 @pytest.mark.slow
-def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition):
+def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition):
     from benchmarks.quality.settings import ESC50
     from competition.modeling.runs import Run
 
@@ -470,13 +470,13 @@ def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_p
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
-                   training_ablations={}, esc50_candidates={"2 epochs": {"epochs": 2}}).with_protocol(
+                   training_ablations={}, longer_schedules={"2 epochs": {"epochs": 2}}).with_protocol(
         replace(ESC50, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
 
-    def epochs_trained() -> list[int]:
-        return sorted(len(history) for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")
+    def epochs_trained(view: str = "tiny-logmel") -> list[int]:
+        return sorted(len(history) for path in workspace.runs.glob(f"bench-esc50-{view}-*")
                       for history in Run(path).histories().values())
 
     rows = run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)["esc50"]
@@ -485,3 +485,11 @@ def test_esc50_trains_the_default_on_the_longer_schedule_except_with_quick(tmp_p
     assert set(rows["candidate: tiny-logmel, 2 epochs"]) == {"fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean",
                                                             "train_seconds"}
     assert epochs_trained() == [1] * 5 + [2] * 5  # the default's run reused, the candidate's on its own schedule
+    # Every view of the blend on the longer schedule: their blend, with equal and fitted weights.
+    assert epochs_trained("tiny-mfcc") == [1] * 5 + [2] * 5
+    longer = "candidate: every view, 2 epochs (blend)"
+    assert rows[longer]["train_seconds"] == pytest.approx(
+        rows["candidate: tiny-logmel, 2 epochs"]["train_seconds"]
+        + sum(h["seconds"].sum() for path in workspace.runs.glob("bench-esc50-tiny-mfcc-*")
+              for h in Run(path).histories().values() if len(h) == 2))
+    assert "candidate: every view, 2 epochs (blend, weights fitted out of fold)" in rows

@@ -24,9 +24,10 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    and the blend of the transferred views and of all six; the same from the longer
                    bases (not with --quick)
     esc50          ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds (2,000 clips, 50 classes);
-                   the default recipe on a longer schedule too (not with --quick)
+                   every view of the default blend on a longer schedule too, alone and blended
+                   (not with --quick)
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
-                   read in place as the kit's `esc10` dataset
+                   read in place as the kit's `esc10` dataset, the longer schedule too
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:

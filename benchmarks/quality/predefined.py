@@ -35,10 +35,18 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tup
         run_dir = bench.train(dataset, index, recipe_experiment(plan.kit[0], protocol, **changes))
         if run_dir:
             rows[f"ablation: {kit[0].name} {label}"] = run_scores(run_dir, index, protocol)
-    for label, changes in ({} if bench.quick or protocol.dataset != "esc50" else plan.esc50_candidates).items():
-        run_dir = bench.train(dataset, index, recipe_experiment(plan.kit[0], protocol, **changes))
-        if run_dir:
-            rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
+    longer = {} if bench.quick or protocol.dataset not in ("esc10", "esc50") else plan.longer_schedules
+    longer_blends = []
+    for label, changes in longer.items():  # the default first, then the blend's other views
+        longer_runs = [bench.train(dataset, index, recipe_experiment(recipe, protocol, **changes))
+                       for recipe in plan.kit]
+        if longer_runs[0]:
+            rows[f"candidate: {kit[0].name}, {label}"] = run_scores(longer_runs[0], index, protocol)
+        if all(longer_runs):
+            longer_blend = f"candidate: every view, {label} (blend)"
+            rows[longer_blend] = blend_scores(longer_runs, index, protocol)
+            rows[fitted_name(longer_blend)] = blend_scores(longer_runs, index, protocol, fitted=True)
+            longer_blends += [longer_blend, fitted_name(longer_blend)]
     candidates_note = ""
     if protocol.dataset == "esc10" and not bench.quick:  # the FSD subset's candidates, where the default was shaped
         fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
@@ -69,7 +77,8 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tup
     target = TARGETS[protocol.dataset]
     verdicts = "; ".join(f"{name.split(': ')[1]} {rows[name]['mean']['accuracy']:.4f} "
                          f"{met(rows[name]['mean']['accuracy'], target)}"
-                         for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}") if name in rows)
+                         for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}", *longer_blends)
+                         if name in rows)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds ({protocol.epochs} epochs, "
             f"last epoch kept)\n{fold_table(rows, protocol)}\n"
             f"target mean accuracy >= {target:.2f}: {verdicts or 'nothing finished'}{candidates_note}")
