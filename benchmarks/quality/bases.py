@@ -11,6 +11,14 @@ from benchmarks.quality.data import protocol_dataset, shared_copy
 from benchmarks.quality.settings import ESC50, URBANSOUND8K
 
 
+def base_schedules(bench: Bench) -> dict[str, int]:
+    """The ESC-50 bases' schedules, by the tag their fine-tuned rows carry: the default's first (no
+    tag: its rows keep their plain names), then the longer ones (not with --quick)."""
+    plan = bench.plan
+    longer = () if bench.quick else [epochs for epochs in plan.longer_base_epochs if epochs != plan.base_epochs]
+    return {"": plan.base_epochs, **{f" ({epochs}-epoch bases)": epochs for epochs in longer}}
+
+
 def esc50_base_index(esc50_index, check_fold: int = 1):
     """Every ESC-50 clip in the base's training set but one clip per class of `check_fold`, held out
     as the base's own check: the predefined folds become 1 (the check) and 2 (the rest)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.quality.bases import Esc50Bases, fine_tune_name
+from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, repeat_blend
 from benchmarks.quality.settings import FSD_MARGIN_OVER_PEER, TARGETS, Protocol
@@ -19,9 +19,7 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
     plan, workspace = bench.plan, bench.workspace
     names = [recipe.stem for recipe in plan.kit]
     default = names[0]
-    # A set of bases per schedule, the default's first: its rows keep their plain names.
-    schedules = {"": plan.base_epochs, **({} if bench.quick else {
-        f" ({epochs}-epoch bases)": epochs for epochs in plan.longer_base_epochs if epochs != plan.base_epochs})}
+    schedules = base_schedules(bench)
     base_sets, base_notes = {}, []
     for tag, epochs in schedules.items():  # the bases first: a fine-tune needs its base finished
         base_sets[tag], notes = Esc50Bases(bench, shared, epochs).trained(plan.kit, dataset.name, index.train)

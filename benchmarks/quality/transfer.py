@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.quality.bases import Esc50Bases, fine_tune_name
+from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, blend_scores, run_scores
 from benchmarks.quality.settings import TARGETS, TRANSFER_GAIN, Protocol
@@ -18,9 +18,7 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
     plan = bench.plan
     names = [path.stem for path in plan.kit]
     default = names[0]
-    # A set of bases per schedule, the default's first: its rows keep their plain names.
-    schedules = {"": plan.base_epochs, **({} if bench.quick else {
-        f" ({epochs}-epoch bases)": epochs for epochs in plan.longer_base_epochs if epochs != plan.base_epochs})}
+    schedules = base_schedules(bench)
 
     def fine_tune(experiment, base) -> Path | None:
         return bench.train(dataset, index, experiment, base_model=base.model_path(1),
