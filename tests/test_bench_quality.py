@@ -113,6 +113,19 @@ def test_the_esc50_base_trains_on_every_clip_but_one_check_clip_per_class():
     assert (base["fold"] == 2).sum() == 27 and (train["fold"] == 1).sum() == 6  # the input is left as it was
 
 
+def test_the_base_check_counts_check_clips_cut_from_a_training_clip_s_recording():
+    import pandas as pd
+
+    from benchmarks.quality.bases import check_siblings
+    from competition.datasets.spec import Index
+
+    train = pd.DataFrame({"fname": [f"{i}.wav" for i in range(6)], "fold": [1, 1, 1, 2, 2, 2],
+                          "source_id": ["a", "b", "", "a", "a", ""]})
+    assert check_siblings(Index(train, train.iloc[:0])) == (1, 2)  # "a": one check clip, two training clips
+    train["source_id"] = ["a", "b", "c", "d", "e", "f"]
+    assert check_siblings(Index(train, train.iloc[:0])) == (0, 0)
+
+
 def _fake_shared(tmp_path, tiny_competition):
     """A stand-in for ../shared: ESC-50's layout, and the two conversion scripts writing tiny copies."""
     import shutil

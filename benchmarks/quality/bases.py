@@ -31,6 +31,17 @@ def esc50_base_index(esc50_index, check_fold: int = 1):
     return Index(train, esc50_index.test)
 
 
+def check_siblings(base_index) -> tuple[int, int]:
+    """How many of the base's check clips share a recording with its training clips, and how many
+    training clips they share it with: ESC-50 cuts several clips from one recording, so such a check
+    clip is easier than a test clip (the check is a sanity check, not a protocol's score)."""
+    train = base_index.train
+    check, rest = train[train["fold"] == 1], train[train["fold"] != 1]
+    named = check["source_id"].astype(str) != ""
+    shared = check["source_id"][named].isin(set(rest["source_id"]))
+    return int(shared.sum()), int(rest["source_id"].isin(set(check["source_id"][named][shared])).sum())
+
+
 class Esc50Bases:
     """The ESC-50 bases of the transfer protocols: each recipe's, trained once on every ESC-50 clip but
     UrbanSound8K's recordings and one check clip per class (the kit's exclude-sources mechanism), and
@@ -79,9 +90,10 @@ class Esc50Bases:
 
         summary = base.fold_summary(1)
         guard = check_leakage(self.workspace, base, target, target_train, base_train=self.index.train)
+        siblings, clips = check_siblings(self.index)
         return (f"base: {experiment.name} on ESC-50 (at 16 kHz, Vorbis), {summary['n_train']} clips ({guard}), "
                 f"{self.epochs} epochs, accuracy {summary['score']:.4f} on its {summary['n_val']} held-out check "
-                f"clips (one per class)")
+                f"clips (one per class; {siblings} share a recording with {clips} training clips: optimistic)")
 
 
 def fine_tune_name(dataset, experiment, base) -> str:
