@@ -428,13 +428,15 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     workspace = Workspace(tmp_path / "kit")
     rows = run_quality_bench(workspace, shared=shared, only=["fsd-transfer"], plan=plan)["fsd-transfer"]
     blend, longer = "tiny-logmel + tiny-mfcc (blend)", " (2-epoch bases)"
+    fitted = "tiny-logmel + tiny-mfcc (blend, weights fitted out of fold)"
     assert list(rows) == ["peer: Zafar kernel (tiny-peer)", "scratch: tiny-logmel", "transfer: tiny-logmel",
                           "transfer: tiny-logmel, lr / 4", f"transfer{longer}: tiny-logmel", "scratch: tiny-mfcc",
                           "transfer: tiny-mfcc", f"transfer{longer}: tiny-mfcc",
-                          f"scratch: {blend}", f"transfer: {blend}",
+                          f"scratch: {blend}", f"transfer: {blend}", f"transfer: {fitted}",
                           "scratch + transfer: 4 views (blend)",
                           "scratch + transfer: 4 views (blend, weights fitted out of fold)",
-                          f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
+                          f"transfer{longer}: {blend}", f"transfer{longer}: {fitted}",
+                          f"scratch + transfer{longer}: 4 views (blend)",
                           f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)"]
     out = capsys.readouterr().out
     assert out.count("(no recording shared with fsd-subset)") == 4  # every base checked, both schedules
@@ -463,6 +465,12 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     members = [Run(fine_tuned[(view, 3, default_rate, 1)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
     probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in members], axis=0))
     assert rows[f"transfer: {blend}"]["seed 3"]["map@3"] == pytest.approx(map_at_k(members[0].true_ids, probs))
+    from competition.submit.ensemble import out_of_fold_blend  # and with weights fitted out of fold
+
+    folds = pd.read_csv(workspace.folds / "fsd-subset" / "stratified-k2-seed3.csv")["fold"].to_numpy()
+    fitted_probs = out_of_fold_blend([m.probs for m in members], members[0].true_ids, folds)
+    assert rows[f"transfer: {fitted}"]["seed 3"]["map@3"] == pytest.approx(map_at_k(members[0].true_ids,
+                                                                                   fitted_probs))
     written = json.loads((workspace.runs / "bench-quality.json").read_text())
     assert "fsd-transfer" in written["tables"]
     # One clip of a recording the ESC-50 bases were trained on: they are refused, nothing is fine-tuned.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
-from benchmarks.quality.scores import FITTED, repeat_blend
+from benchmarks.quality.scores import FITTED, fitted_name, repeat_blend
 from benchmarks.quality.settings import FSD_MARGIN_OVER_PEER, TARGETS, Protocol
 from benchmarks.quality.tables import met, repeat_table
 
@@ -79,8 +79,9 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
             views = transferred[tag]
             if not all(finished(views.get(name)) for name in names):
                 continue
-            rows[f"transfer{tag}: {blend}"] = row([views[name] for name in names])
-            pairs[f"transfer{tag}: {blend}"] = f"scratch: {blend}"
+            for name, fitted in ((f"transfer{tag}: {blend}", False), (f"transfer{tag}: {fitted_name(blend)}", True)):
+                rows[name] = row([views[view] for view in names], fitted)
+                pairs[name] = f"scratch: {blend}"
             # Started apart, the scratch and the transferred views may err apart: all six blended.
             six = [*(scratch[name] for name in names), *(views[name] for name in names)]
             for name, fitted in ((f"scratch + transfer{tag}: {len(six)} views (blend)", False),
