@@ -52,7 +52,7 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tup
         fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
         ahead = candidates_ahead(fsd_rows, f"kit: {kit[0].name}", plan.fsd_candidates)
         for label, (features, model, train) in plan.fsd_candidates.items():
-            if label not in ahead:
+            if label not in ahead or f"candidate: {kit[0].name}, {label}" in rows:  # a longer schedule's row
                 continue
             experiment = recipe_experiment(plan.kit[0], protocol, features=features, model=model, **train)
             run_dir = bench.train(dataset, index, experiment)

@@ -65,13 +65,14 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
             blend_rows[f"scratch + transfer{tag}: {len(six)} views {FITTED}"] = blend_scores(six, index, protocol,
                                                                                               fitted=True)
     view_notes = []
+    scratch_alone = {name: run_scores(run, index, protocol)["mean"]["accuracy"]
+                     for name, run in scratch_views.items() if run}
     for tag, by_view in transferred.items():  # each view alone, transferred against from scratch
         for name, run_dir in by_view.items():
-            if run_dir and scratch_views.get(name):
-                alone = {kind: run_scores(run, index, protocol)["mean"]["accuracy"]
-                         for kind, run in (("scratch", scratch_views[name]), ("transfer", run_dir))}
-                view_notes.append(f"{name} alone: scratch {alone['scratch']:.4f}, transfer{tag} "
-                                  f"{alone['transfer']:.4f} ({100 * (alone['transfer'] - alone['scratch']):+.1f})")
+            if run_dir and name in scratch_alone:
+                alone = run_scores(run_dir, index, protocol)["mean"]["accuracy"]
+                view_notes.append(f"{name} alone: scratch {scratch_alone[name]:.4f}, transfer{tag} {alone:.4f} "
+                                  f"({100 * (alone - scratch_alone[name]):+.1f})")
     base_note = "\n".join(base_notes)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds, and the gain over scratch in "
             f"points ({protocol.epochs} epochs unless the row says, last epoch kept)\n{base_note}\n")
