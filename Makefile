@@ -81,7 +81,7 @@ demo: venv ## every step, offline, on a generated demo competition, then a repor
 bench: venv ## speed of features (seed, Zafar, librosa, kit on all cores), then of training
 	$(PY) -m benchmarks speed
 
-bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Zafar kernel, transfer, ablation (QUICK=1: no ablation retraining; ONLY=fsd-subset,transfer,fsd-transfer,esc50,esc10,urbansound8k; FINISHED=1: train nothing)
+bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Zafar kernel, transfer, ablation (QUICK=1: no ablation retraining; ONLY=fsd-subset,transfer,fsd-transfer,esc50,esc10,esc10-transfer,urbansound8k; FINISHED=1: train nothing)
 	$(PY) -m benchmarks quality $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(FINISHED),--finished-only)
 
 bench-scale: venv ## FOLDS=all kernels run here on a full-size generated competition (rendered once, ~10 GB, into SCALE_DIR=bench-scale/): time, memory, cache disk, Kaggle projection (ALL_FOLDS=1: every fold kernel)

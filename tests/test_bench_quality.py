@@ -49,7 +49,7 @@ def test_only_picks_protocols_in_running_order_and_names_unknown_ones():
     from competition.errors import KitError
 
     assert parse_only(None) == list(PROTOCOLS) == ["fsd-subset", "transfer", "fsd-transfer", "esc50", "esc10",
-                                                   "urbansound8k"]
+                                                   "esc10-transfer", "urbansound8k"]
     assert parse_only("esc50, fsd-subset") == ["fsd-subset", "esc50"]
     with pytest.raises(KitError, match="unknown protocol.*esc-50.*known: fsd-subset"):
         parse_only("esc-50")
@@ -358,6 +358,59 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     from_longer = [Run(path).config()["base_model"] for path in workspace.runs.glob("bench-urbansound8k-*-transfer-*")]
     assert len(from_longer) == 4 and sum(str(Run(base).model_path(1)) in from_longer
                                          for base, epochs in base_epochs.items() if epochs == {2}) == 2
+
+
+@pytest.mark.slow
+def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10_s_recordings(
+        tmp_path, tiny_competition, capsys):
+    import pandas as pd
+
+    from benchmarks.quality.settings import ESC10_TRANSFER
+    from competition.datasets.esc50 import ESC10_LABELS
+    from competition.modeling.runs import Run
+
+    recipes = []
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
+        recipes.append(tmp_path / f"{name}.toml")
+        recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.001}},
+                   base_epochs=1).with_protocol(replace(ESC10_TRANSFER, epochs=1))
+    shared = _fake_shared(tmp_path, tiny_competition)
+    # Every clip its own recording, but one clip outside ESC-10 cut from an ESC-10 clip's recording.
+    meta = shared / "esc50" / "meta" / "esc50.csv"
+    table = pd.read_csv(meta)
+    table["src_file"] = 1000 + table.index
+    sibling = table.index[~table["esc10"]][-1]
+    table.loc[sibling, "src_file"] = table.loc[table.index[table["esc10"]][0], "src_file"]
+    table.to_csv(meta, index=False)
+    workspace = Workspace(tmp_path / "kit")
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10-transfer"], quick=True,
+                             plan=plan)["esc10-transfer"]
+    blend = "tiny-logmel + tiny-mfcc (blend)"
+    # No fine-tuning variant here (UrbanSound8K's), the blend from scratch against the blend transferred.
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
+                          "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
+                                                                 "out of fold)"]
+    captured = capsys.readouterr()
+    assert "left out 1 train clip(s) of 1 recording(s) that esc10 also holds" in captured.err
+    bases = sorted(workspace.runs.glob("bench-esc40-base-*"))
+    assert len(bases) == 2 and all(path.name.endswith("-without-esc10") for path in bases)
+    for base in bases:
+        record = Run(base).config()
+        assert record["excluded_sources"] == {"of": "esc10", "clips": 1, "sources": 1}
+        assert len(record["labels"]) == 40 and not set(record["labels"]) & set(ESC10_LABELS)
+        # Trained on the clips outside ESC-10, its one sibling left out; checked on one clip per class.
+        summary = Run(base).fold_summary(1)
+        assert summary["n_train"] + summary["n_val"] == (~table["esc10"]).sum() - 1
+    out = captured.out
+    assert "base: tiny-logmel on ESC-50's 40 classes outside esc10" in out
+    assert "base trained without esc10's recordings (1 clips left out)" in out
+    assert "target transfer mean accuracy >= 0.94: " in out and "and gain >=" not in out
+    assert f"target: transfer: {blend} " in out
+    transferred = sorted(workspace.runs.glob("bench-esc10-tiny-*-transfer-*"))
+    assert sorted(Run(path).config()["base_model"] for path in transferred) == sorted(
+        str(Run(base).model_path(1)) for base in bases)
+    assert set(rows["transfer: same recipe"]) >= {f"fold {fold}" for fold in range(1, 6)}
 
 
 @pytest.mark.slow

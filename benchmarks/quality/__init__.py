@@ -28,6 +28,10 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    (not with --quick)
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
                    read in place as the kit's `esc10` dataset, the longer schedule too
+    esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes
+                   (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
+                   holds), against the same views from scratch (the esc10 protocol's runs): the gain
+                   per fold, and the blends of both
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:
@@ -59,5 +63,5 @@ protocol, a protocol run again replacing its own table and keeping the others'.
 
 The package, in the order the data flows: settings (protocols, targets, the plan of recipes) ->
 data (the shared copies as datasets) -> bench (training) -> scores -> tables -> one module per
-protocol kind (predefined, repeated, bases + transfer, fsd_transfer) -> results -> runner (the entry).
+protocol kind (predefined, repeated, bases + transfer (UrbanSound8K, ESC-10), fsd_transfer) -> results -> runner (the entry).
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.data import protocol_dataset, shared_copy
-from benchmarks.quality.settings import ESC50, URBANSOUND8K
+from benchmarks.quality.settings import ESC50, URBANSOUND8K, Protocol
 
 
 def base_schedules(bench: Bench) -> dict[str, int]:
@@ -43,30 +43,42 @@ def check_siblings(base_index) -> tuple[int, int]:
 
 
 class Esc50Bases:
-    """The ESC-50 bases of the transfer protocols: each recipe's, trained once on every ESC-50 clip but
-    UrbanSound8K's recordings and one check clip per class (the kit's exclude-sources mechanism), and
-    checked against each target before a fine-tune starts from it."""
+    """The ESC-50 bases of a transfer protocol: each recipe's, trained once on ESC-50's clips (or those of
+    `classes` only) but the recordings the target `without` also holds (the kit's exclude-sources
+    mechanism) and one check clip per class, and checked against the target before a fine-tune
+    starts from it."""
 
-    def __init__(self, bench: Bench, shared: Path, epochs: int | None = None):
+    def __init__(self, bench: Bench, shared: Path, epochs: int | None = None, *,
+                 without: Protocol = URBANSOUND8K, classes: tuple[str, ...] | None = None):
         workspace = self.workspace = bench.workspace
         self.bench = bench
         self.epochs = epochs or bench.plan.base_epochs
-        # The leakage guard indexes UrbanSound8K where the kit keeps it: the bench's WAV copy.
-        us8k_dir = workspace.dataset_dir("urbansound8k")
-        if not us8k_dir.exists():
-            us8k_dir.parent.mkdir(parents=True, exist_ok=True)
-            us8k_dir.symlink_to(shared_copy(shared, URBANSOUND8K, workspace).resolve())
-        # Its own name: its features are cached apart from the ESC-50 protocol's (another set of clips).
+        self.without = without.dataset
+        # The leakage guard indexes the target where the kit keeps it: the bench's copy.
+        target_dir = workspace.dataset_dir(self.without)
+        if not target_dir.exists():
+            target_dir.parent.mkdir(parents=True, exist_ok=True)
+            target_dir.symlink_to(shared_copy(shared, without, workspace).resolve())
         esc50_root = shared_copy(shared, ESC50, workspace)
-        self.dataset = replace(protocol_dataset(ESC50, esc50_root), name="esc50-base")
-        self.index = esc50_base_index(self.dataset.index(esc50_root))
+        esc50 = protocol_dataset(ESC50, esc50_root)
+        index = esc50.index(esc50_root)
+        if classes is not None:
+            from competition.datasets.spec import Index
+
+            kept = [label for label in esc50.labels if label in classes]
+            index = Index(index.train[index.train["label"].isin(kept)].reset_index(drop=True), index.test)
+            esc50 = replace(esc50, labels=tuple(kept))
+        # Its own name: its features are cached apart from the ESC-50 protocol's (another set of clips).
+        self.dataset = replace(esc50, name="esc50-base" if classes is None else f"esc{len(esc50.labels)}-base")
+        self.what = "ESC-50" if classes is None else f"ESC-50's {len(esc50.labels)} classes outside {without.dataset}"
+        self.index = esc50_base_index(index)
 
     def train(self, recipe_path: Path):
-        """The recipe's ESC-50 base (guard on): its experiment and run folder (None if not finished)."""
+        """The recipe's base (guard on): its experiment and run folder (None if not finished)."""
         experiment = recipe_experiment(recipe_path, ESC50, epochs=self.epochs)
-        return experiment, self.bench.train(self.dataset, self.index, experiment, exclude_sources="urbansound8k",
-                                            only_folds=[1], run_name=f"bench-esc50-base-{experiment.name}-"
-                                                                     f"{experiment.hash}-without-urbansound8k")
+        return experiment, self.bench.train(self.dataset, self.index, experiment, exclude_sources=self.without,
+                                            only_folds=[1], run_name=f"bench-{self.dataset.name}-{experiment.name}-"
+                                                                     f"{experiment.hash}-without-{self.without}")
 
     def trained(self, recipes, target: str, target_train) -> tuple[dict, list[str]]:
         """Each recipe's base, trained unless it finished, and checked against `target`: the finished
@@ -91,7 +103,7 @@ class Esc50Bases:
         summary = base.fold_summary(1)
         guard = check_leakage(self.workspace, base, target, target_train, base_train=self.index.train)
         siblings, clips = check_siblings(self.index)
-        return (f"base: {experiment.name} on ESC-50 (at 16 kHz, Vorbis), {summary['n_train']} clips ({guard}), "
+        return (f"base: {experiment.name} on {self.what} (at 16 kHz, Vorbis), {summary['n_train']} clips ({guard}), "
                 f"{self.epochs} epochs, accuracy {summary['score']:.4f} on its {summary['n_val']} held-out check "
                 f"clips (one per class; {siblings} share a recording with {clips} training clips: optimistic)")
 

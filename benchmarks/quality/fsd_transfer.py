@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, fitted_name, repeat_blend
-from benchmarks.quality.settings import FSD_MARGIN_OVER_PEER, TARGETS, Protocol
+from benchmarks.quality.settings import BASES_WITHOUT, FSD_MARGIN_OVER_PEER, TARGETS, Protocol
 from benchmarks.quality.tables import met, repeat_table
 
 
@@ -22,7 +22,8 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
     schedules = base_schedules(bench)
     base_sets, base_notes = {}, []
     for tag, epochs in schedules.items():  # the bases first: a fine-tune needs its base finished
-        base_sets[tag], notes = Esc50Bases(bench, shared, epochs).trained(plan.kit, dataset.name, index.train)
+        bases = Esc50Bases(bench, shared, epochs, without=BASES_WITHOUT[protocol.key])
+        base_sets[tag], notes = bases.trained(plan.kit, dataset.name, index.train)
         base_notes += notes
 
     def fine_tune(experiment, base) -> Path | None:

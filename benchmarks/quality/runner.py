@@ -12,7 +12,7 @@ from benchmarks.quality.fsd_transfer import fsd_transfer_protocol
 from benchmarks.quality.predefined import predefined_protocol
 from benchmarks.quality.repeated import repeated_protocol
 from benchmarks.quality.results import write_results
-from benchmarks.quality.settings import ESC50, FROM_ESC50_BASES, PROTOCOLS, URBANSOUND8K, QualityPlan
+from benchmarks.quality.settings import BASES_WITHOUT, ESC50, PROTOCOLS, QualityPlan
 from benchmarks.quality.transfer import transfer_protocol
 from competition.workspace import Workspace
 
@@ -49,16 +49,16 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
         protocol = plan.protocols[name]
         protocol_started = time.perf_counter()
         root = shared_copy(shared, protocol, workspace)
-        # The ESC-50 bases leave UrbanSound8K's recordings out: they need both copies.
-        bases_need = (ESC50, URBANSOUND8K) if name in FROM_ESC50_BASES else ()
+        # The ESC-50 bases leave another dataset's recordings out: they need both copies.
+        bases_need = (ESC50, BASES_WITHOUT[name]) if name in BASES_WITHOUT else ()
         needs = [root] + [shared_copy(shared, other, workspace) for other in bases_need]
         if any(path is None for path in needs):
-            print(f"{protocol.title}: skipped, {shared_source(shared, protocol)} "
-                  + "".join(f"or {shared_source(shared, other)} " for other in bases_need) + "not found")
+            sources = dict.fromkeys(str(shared_source(shared, p)) for p in (protocol, *bases_need))
+            print(f"{protocol.title}: skipped, {' or '.join(sources)} not found")
             continue
         dataset = protocol_dataset(protocol, root)
         index = protocol_index(dataset, root, protocol)
-        if name == "transfer":
+        if name in ("transfer", "esc10-transfer"):
             rows, text = transfer_protocol(bench, protocol, dataset, index, shared)
         elif name == "fsd-transfer":
             rows, text = fsd_transfer_protocol(bench, protocol, dataset, index, shared)
