@@ -63,5 +63,6 @@ protocol, a protocol run again replacing its own table and keeping the others'.
 
 The package, in the order the data flows: settings (protocols, targets, the plan of recipes) ->
 data (the shared copies as datasets) -> bench (training) -> scores -> tables -> one module per
-protocol kind (predefined, repeated, bases + transfer (UrbanSound8K, ESC-10), fsd_transfer) -> results -> runner (the entry).
+protocol kind (predefined, repeated, bases + transfer (UrbanSound8K, ESC-10), fsd_transfer) ->
+results -> runner (the entry).
 """

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.data import protocol_dataset, shared_copy
+from benchmarks.quality.scores import train_seconds
 from benchmarks.quality.settings import ESC50, URBANSOUND8K, Protocol
 
 
@@ -104,7 +105,8 @@ class Esc50Bases:
         guard = check_leakage(self.workspace, base, target, target_train, base_train=self.index.train)
         siblings, clips = check_siblings(self.index)
         return (f"base: {experiment.name} on {self.what} (at 16 kHz, Vorbis), {summary['n_train']} clips ({guard}), "
-                f"{self.epochs} epochs, accuracy {summary['score']:.4f} on its {summary['n_val']} held-out check "
+                f"{self.epochs} epochs ({train_seconds([base.dir]):.0f} s), accuracy {summary['score']:.4f} on its "
+                f"{summary['n_val']} held-out check "
                 f"clips (one per class; {siblings} share a recording with {clips} training clips: optimistic)")
 
 
