@@ -9,7 +9,7 @@ from pathlib import Path
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.data import protocol_dataset, shared_copy
 from benchmarks.quality.scores import train_seconds
-from benchmarks.quality.settings import ESC50, URBANSOUND8K, Protocol
+from benchmarks.quality.settings import ESC50, Protocol
 
 
 def base_schedules(bench: Bench) -> dict[str, int]:
@@ -50,7 +50,7 @@ class Esc50Bases:
     starts from it."""
 
     def __init__(self, bench: Bench, shared: Path, epochs: int | None = None, *,
-                 without: Protocol = URBANSOUND8K, classes: tuple[str, ...] | None = None):
+                 without: Protocol, classes: tuple[str, ...] | None = None):
         workspace = self.workspace = bench.workspace
         self.bench = bench
         self.epochs = epochs or bench.plan.base_epochs

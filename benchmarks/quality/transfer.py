@@ -24,6 +24,8 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
     default = names[0]
     schedules = base_schedules(bench)
     without = BASES_WITHOUT[protocol.key]
+    # The guard alone would leave out a subset's own clips (they are its recordings); the base also
+    # keeps only the other classes, so its head and its check clips hold no class it never trains on.
     classes = (tuple(label for label in ESC50_LABELS if label not in dataset.labels)
                if set(dataset.labels) <= set(ESC50_LABELS) else None)
     target, gain_target = TARGETS[protocol.dataset], TRANSFER_GAINS.get(protocol.dataset)
