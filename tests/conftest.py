@@ -1,9 +1,10 @@
 """Shared fixtures: a tiny generated demo competition (Kaggle's layout) and an isolated workspace.
 
 The stand-in Kaggle server's fixtures (kaggle_server.py: competition_archive, kaggle_env, kaggle_server,
-no_credential_leaks) and make_targets.py's no_tensorflow come from those modules loaded as plugins; test
-modules import only their plain helpers and constants. tests/ is on sys.path because pytest imports this
-conftest from it (rootdir-relative, no __init__.py), which is also how the plugins are found.
+no_credential_leaks), make_targets.py's no_tensorflow and tiny_models.py's one_conv_arch come from
+those modules loaded as plugins; test modules import only their plain helpers and constants. tests/ is
+on sys.path because pytest imports this conftest from it (rootdir-relative, no __init__.py), which is
+also how the plugins are found.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["kaggle_server", "make_targets"]
+pytest_plugins = ["kaggle_server", "make_targets", "tiny_models"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tiny_models import ONE_CONV_ARCH
 
 from benchmarks import SHARED_DATA
 from benchmarks.quality.runner import run_quality_bench
@@ -13,6 +14,9 @@ from benchmarks.quality.scores import fold_scores
 from benchmarks.quality.settings import ESC10, URBANSOUND8K, QualityPlan
 from competition.config import DEFAULT_EXPERIMENTS
 from competition.workspace import Workspace
+
+# The tiny recipes train a one-convolution model: these tests check the bookkeeping.
+pytestmark = pytest.mark.usefixtures("one_conv_arch")
 
 
 def test_without_shared_data_it_says_so_and_trains_nothing(tmp_path, capsys):
@@ -203,6 +207,7 @@ n_mels = 16
 n_mfcc = 12
 hop_length = 1024
 [model]
+arch = "{arch}"
 width = 4
 [train]
 batch_size = 16
@@ -211,7 +216,7 @@ tta_crops = 2
 mixup_alpha = 0.2
 time_masks = 1
 freq_masks = 1
-"""
+""".replace("{arch}", ONE_CONV_ARCH)
 
 
 @pytest.mark.slow
@@ -425,8 +430,8 @@ def test_esc10_confirms_a_zoo_view_only_where_it_added_to_the_fsd_subset_blend(t
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
-                   fsd_extra_views=(recipes["tiny-extra"],), fsd_candidates={},
-                   training_ablations={}).with_protocol(replace(ESC10, epochs=1))
+                   fsd_extra_views=(recipes["tiny-extra"],), fsd_candidates={}, training_ablations={},
+                   longer_schedules={}).with_protocol(replace(ESC10, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
     blend, with_view = "kit: tiny-logmel + tiny-mfcc (blend)", "candidate blend: the blend + tiny-extra"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from layouts import make_esc50, make_urbansound8k
+from tiny_models import ONE_CONV_ARCH
 
 from competition.__main__ import main
 from competition.datasets.registry import get_dataset
@@ -17,13 +18,14 @@ name = "{name}"
 [features]
 n_mels = 32
 [model]
+arch = "{arch}"
 width = 4
 [train]
 epochs = 1
 batch_size = 8
 crop_seconds = 0.5
 tta_crops = 1
-"""
+""".replace("{arch}", ONE_CONV_ARCH)
 
 
 def with_shared_recordings(workspace, shared=(100, 101)) -> pd.DataFrame:
@@ -87,7 +89,8 @@ def test_a_base_of_a_selection_outside_the_registry_is_checked_against_its_own_c
 
 
 @pytest.mark.slow
-def test_make_transfer_refuses_leakage_and_a_base_trained_without_it_transfers(workspace, tmp_path, capsys):
+def test_make_transfer_refuses_leakage_and_a_base_trained_without_it_transfers(workspace, tmp_path, capsys,
+                                                                              one_conv_arch):
     with_shared_recordings(workspace)
     base_toml, tune_toml = tmp_path / "base.toml", tmp_path / "tune.toml"
     base_toml.write_text(TINY.format(name="base"))
