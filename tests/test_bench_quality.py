@@ -60,6 +60,13 @@ def test_only_picks_protocols_in_running_order_and_names_unknown_ones():
         parse_only("esc-50")
 
 
+def test_every_protocol_fine_tuned_from_esc50_bases_runs_as_a_transfer():
+    from benchmarks.quality.runner import TRANSFER_PROTOCOLS
+    from benchmarks.quality.settings import BASES_WITHOUT, PROTOCOLS
+
+    assert set(TRANSFER_PROTOCOLS) == set(BASES_WITHOUT) and set(BASES_WITHOUT) <= set(PROTOCOLS)
+
+
 def test_repeated_folds_score_each_repeat_out_of_fold_with_mean_and_spread():
     import pandas as pd
 
@@ -319,22 +326,26 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={}, base_epochs=1).with_protocol(
-        replace(TRANSFER, epochs=1))
+    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lr / 4": {"learning_rate": 0.00025}},
+                   base_epochs=1).with_protocol(replace(TRANSFER, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
     rows = run_quality_bench(workspace, shared=shared, only=["transfer"], quick=True, plan=plan)["transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
-    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
-                          "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
-                                                                 "out of fold)"]
+    # The default recipe also with the fine-tuning variant (UrbanSound8K's), from the same base.
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lr / 4", f"scratch: {blend}",
+                          f"transfer: {blend}", "scratch + transfer: 4 views (blend)",
+                          "scratch + transfer: 4 views (blend, weights fitted out of fold)"]
     out = capsys.readouterr().out
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
     assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)
     assert "base: tiny-logmel on ESC-50" in out and "base: tiny-mfcc on ESC-50" in out
     assert "tiny-mfcc alone: scratch " in out and f"target: transfer: {blend} " in out
-    transferred = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"))
+    variant, *transferred = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"),
+                                   key=lambda path: Run(path).config()["params"]["train"]["learning_rate"])
+    assert Run(variant).config()["base_model"] == Run(transferred[0]).config()["base_model"]
+    transferred = sorted(transferred)
     assert len(transferred) == 2
     # The transferred blend is the geometric mean of the two fine-tuned views, scored per held-out fold.
     members = [Run(run_dir).predictions("oof") for run_dir in transferred]
@@ -353,7 +364,7 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     plan = replace(plan, longer_base_epochs=(2,))
     rows = run_quality_bench(workspace, shared=shared, only=["transfer"], plan=plan)["transfer"]
     longer = " (2-epoch bases)"
-    assert list(rows)[2:] == [f"transfer{longer}: same recipe", f"scratch: {blend}", f"transfer: {blend}",
+    assert list(rows)[3:] == [f"transfer{longer}: same recipe", f"scratch: {blend}", f"transfer: {blend}",
                               "scratch + transfer: 4 views (blend)",
                               "scratch + transfer: 4 views (blend, weights fitted out of fold)",
                               f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
@@ -363,7 +374,7 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert sorted(map(min, base_epochs.values())) == [1, 1, 2, 2]
     assert re.search(r"2 epochs \(\d+ s\), accuracy", capsys.readouterr().out)
     from_longer = [Run(path).config()["base_model"] for path in workspace.runs.glob("bench-urbansound8k-*-transfer-*")]
-    assert len(from_longer) == 4 and sum(str(Run(base).model_path(1)) in from_longer
+    assert len(from_longer) == 5 and sum(str(Run(base).model_path(1)) in from_longer
                                          for base, epochs in base_epochs.items() if epochs == {2}) == 2
 
 

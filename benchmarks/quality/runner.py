@@ -16,6 +16,11 @@ from benchmarks.quality.settings import BASES_WITHOUT, ESC50, PROTOCOLS, Quality
 from benchmarks.quality.transfer import transfer_protocol
 from competition.workspace import Workspace
 
+# The protocols fine-tuned from ESC-50 bases (BASES_WITHOUT's), by name: each reads the shared ESC-50
+# copy for its bases. The others are scratch CV, repeated (fold seeds) or on predefined folds.
+TRANSFER_PROTOCOLS = {"transfer": transfer_protocol, "esc10-transfer": transfer_protocol,
+                      "fsd-transfer": fsd_transfer_protocol}
+
 
 def parse_only(text: str | None) -> list[str]:
     """--only's comma-separated protocol names, in the order they run; every protocol when empty."""
@@ -58,10 +63,8 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
             continue
         dataset = protocol_dataset(protocol, root)
         index = protocol_index(dataset, root, protocol)
-        if name in ("transfer", "esc10-transfer"):
-            rows, text = transfer_protocol(bench, protocol, dataset, index, shared)
-        elif name == "fsd-transfer":
-            rows, text = fsd_transfer_protocol(bench, protocol, dataset, index, shared)
+        if name in TRANSFER_PROTOCOLS:
+            rows, text = TRANSFER_PROTOCOLS[name](bench, protocol, dataset, index, shared)
         elif protocol.seeds:
             rows, text = repeated_protocol(bench, protocol, dataset, index)
         else:

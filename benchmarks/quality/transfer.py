@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, blend_scores, run_scores
-from benchmarks.quality.settings import BASES_WITHOUT, TARGETS, TRANSFER_GAINS, Protocol
+from benchmarks.quality.settings import BASES_WITHOUT, TARGETS, TRANSFER_GAINS, TRANSFER_VARIANT_DATASETS, Protocol
 from benchmarks.quality.tables import met, transfer_gains, transfer_table
 
 
@@ -51,9 +51,8 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
                     rows[scratch] = run_scores(scratch_views[name], index, protocol)
             if name not in bases:
                 continue
-            # The default recipe also with what a practitioner would try (on the default schedule's base; on
-            # UrbanSound8K, where the issue asks for them: elsewhere they would cost three more fine-tunes).
-            tried = name == default and not tag and protocol.dataset == "urbansound8k"
+            # The default recipe also with what a practitioner would try, on the default schedule's base.
+            tried = name == default and not tag and protocol.dataset in TRANSFER_VARIANT_DATASETS
             variants = {"same recipe": {}, **(plan.transfer_variants if tried else {})}
             for label, changes in variants.items():
                 experiment = view.with_overrides(train=changes)
