@@ -36,6 +36,7 @@ from competition.errors import KitError
 from competition.features.cache import build_features
 from competition.features.store import FeatureStore
 from competition.metrics import score
+from competition.modeling.allocator import keep_freed_memory
 from competition.modeling.batches import (
     class_balance_weights,
     soft_targets,
@@ -100,15 +101,22 @@ def reseed_dropout(model, seed: int) -> None:
         state.assign(keras.ops.convert_to_tensor([seed, i], dtype=state.dtype))
 
 
-def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes: int):
+def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes: int, *,
+                   keep_memory: bool = True):
     """tf.data over a Python generator of (x, y, weight) NumPy batches, prefetched so cropping and
-    augmentation of the next batches overlap the model's work on this one."""
+    augmentation of the next batches overlap the model's work on this one. `keep_memory`: glibc's
+    thresholds raised again once the generator runs (allocator; False only for the bench's comparison)."""
     import tensorflow as tf
+
+    def generate():
+        if keep_memory:
+            keep_freed_memory()  # here, after TensorFlow's generator dataset has set its own
+        yield from batches()
 
     signature = (tf.TensorSpec((None, length, n_bins), tf.float32),
                  tf.TensorSpec((None, n_classes), tf.float32),
                  tf.TensorSpec((None,), tf.float32))
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(PREFETCH_BATCHES)
     # tf.data's autotuner stalled fit on 2 cores (`make bench` times fit against the pure train step).
