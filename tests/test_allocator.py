@@ -76,6 +76,7 @@ def test_the_training_input_sets_them_once_it_runs(monkeypatch, keep_memory):
 
     calls = []
     monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append("set"))
+    monkeypatch.setattr(train, "tensorflow_thresholds", lambda: calls.append("restored"))
 
     def batches():
         yield (np.zeros((2, 5, 3), np.float32), np.zeros((2, 4), np.float32), np.ones(2, np.float32))
@@ -83,4 +84,4 @@ def test_the_training_input_sets_them_once_it_runs(monkeypatch, keep_memory):
     dataset = train.input_pipeline(batches, 1, 5, 3, 4, keep_memory=keep_memory)
     assert calls == []  # not when the pipeline is built: TensorFlow sets its own when it first runs
     assert len(list(dataset)) == 1
-    assert calls == (["set"] if keep_memory else [])
+    assert calls == (["set", "restored"] if keep_memory else [])  # restored once the input is spent

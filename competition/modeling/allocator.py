@@ -4,7 +4,8 @@ TensorFlow's generator dataset (the training input) sets glibc's trim threshold 
 also switches off glibc's adaptive mmap threshold, so from then on every buffer over 128 KiB (a batch, a
 layer's activations, their gradients) is a fresh mmap, zero-filled page by page on first touch, and
 unmapped again when freed: training spends much of its CPU time in page faults. Raising both thresholds
-again lets freed buffers be reused; the process keeps up to TRIM_THRESHOLD of freed memory per arena.
+again lets freed buffers be reused; while training, the process keeps up to TRIM_THRESHOLD of freed
+memory per arena.
 `make bench`'s training part measures fit with these thresholds and with TensorFlow's, side by side.
 Elsewhere than glibc (macOS, musl) nothing is changed.
 """
@@ -51,7 +52,8 @@ def set_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
 
 def keep_freed_memory() -> bool:
     """The kit's thresholds. Call it after TensorFlow's generator dataset has started (it sets its own
-    when it first runs): the training input does, at the start of each `fit`."""
+    when it first runs): the training input does, at the start of each `fit`, and puts TensorFlow's
+    back when its batches are spent."""
     return set_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
 
 

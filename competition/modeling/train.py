@@ -36,7 +36,7 @@ from competition.errors import KitError
 from competition.features.cache import build_features
 from competition.features.store import FeatureStore
 from competition.metrics import score
-from competition.modeling.allocator import keep_freed_memory
+from competition.modeling.allocator import keep_freed_memory, tensorflow_thresholds
 from competition.modeling.batches import (
     class_balance_weights,
     soft_targets,
@@ -109,9 +109,14 @@ def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes:
     import tensorflow as tf
 
     def generate():
-        if keep_memory:
-            keep_freed_memory()  # here, after TensorFlow's generator dataset has set its own
-        yield from batches()
+        if not keep_memory:
+            yield from batches()
+            return
+        keep_freed_memory()  # here, after TensorFlow's generator dataset has set its own
+        try:
+            yield from batches()
+        finally:  # for this input's life only: a server in the same process keeps TensorFlow's
+            tensorflow_thresholds()
 
     signature = (tf.TensorSpec((None, length, n_bins), tf.float32),
                  tf.TensorSpec((None, n_classes), tf.float32),
