@@ -9,9 +9,10 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from competition import quiet_start
+    from competition import onednn, quiet_start
 
     quiet_start.install()
+    onednn.prefer_onednn()  # as the kit's own commands train
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="kind")
     speed = kinds.add_parser("speed", help="speed of feature extraction (seed, Zafar, librosa, kit), then of training")

@@ -9,6 +9,9 @@ In one process, on the default recipe's model and batch shape:
     fit, TF malloc   the same fit with glibc's thresholds as TensorFlow's generator dataset sets them,
                      not raised again by the kit (competition/modeling/allocator.py): what that saves
     input pipeline   the same tf.data pipeline iterated with no model: how far ahead it can run
+    oneDNN / Eigen   on a CPU, the pure step in new processes with TensorFlow's oneDNN kernels and with its
+                     Eigen kernels (TF_ENABLE_ONEDNN_OPTS=1 / 0; competition/onednn.py): what asking for
+                     oneDNN gives where TensorFlow would not turn it on itself
 
 The cache is made from generated clips of 1 to 8 s (content does not change the speed). Pure step
 and fit are measured in alternating rounds and the median is kept, so a neighbour process loading
@@ -19,9 +22,13 @@ pure train step.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from competition.config import DEFAULT_EXPERIMENTS
+from competition.onednn import VARIABLE as ONEDNN_VARIABLE
+from competition.onednn import X86_64
 
 DEFAULT_RECIPE = DEFAULT_EXPERIMENTS[0]
 TARGET_RATIO = 0.9
@@ -105,15 +114,7 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
             return input_pipeline(batches, n_batches * count, length, n_bins, n_classes, keep_memory=keep_memory)
 
         model = compiled_model(experiment, n_bins, n_classes, mean=store.mean, std=store.std)
-        batch = (tf.constant(rng.standard_normal((settings.batch_size, length, n_bins)).astype(np.float32)),
-                 tf.constant(targets[:settings.batch_size]), tf.constant(weights[:settings.batch_size]))
-        # What Keras' own train function runs per batch, minus the iterator and the callbacks.
-        pure_step = tf.function(model.train_step, reduce_retracing=True, jit_compile=model.jit_compile)
-
-        def pure_steps() -> None:
-            for _ in range(n_batches * EPOCHS_PER_ROUND):
-                logs = pure_step(batch)
-            float(logs["loss"])  # wait for the last step
+        pure_steps = _pure_steps(model, experiment, length, n_bins, n_classes, n_batches, seed)
 
         def fit(round_number: int, keep_memory: bool = True) -> None:
             model.fit(epochs(round_number * EPOCHS_PER_ROUND, EPOCHS_PER_ROUND, keep_memory),
@@ -139,14 +140,18 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
             times["fit"].append(_timed(lambda number=round_number: fit(number)))
             times["fit-tf"].append(_timed(lambda number=round_number: fit_tensorflow_malloc(number)))
         times["pipeline"] = [_timed(lambda number=number: pipeline(number)) for number in range(1, rounds + 1)]
+        on_x86_cpu = platform.machine().lower() in X86_64 and not tf.config.list_physical_devices("GPU")
+        cpu_kernels = _cpu_kernel_rounds(recipe, length, n_bins, n_classes, n_batches, rounds, seed) \
+            if on_x86_cpu else {}
     samples = clips * EPOCHS_PER_ROUND
     rates = {name: (_median_rate(samples, [wall for wall, _, _ in triples]),
                     _median_rate(samples, [cpu for _, cpu, _ in triples]),
                     statistics.median(faults for _, _, faults in triples) / samples)
-             for name, triples in times.items()}
+             for name, triples in {**times, **cpu_kernels}.items()}
     (pure_wall, pure_cpu, _), (fit_wall, fit_cpu, _) = rates["pure"], rates["fit"]
     names = {"pure": "pure train step (in-memory tensors)", "fit": "fit from tf.data over the cache",
-             "fit-tf": "fit, glibc thresholds as TF sets them", "pipeline": "input pipeline alone (no model)"}
+             "fit-tf": "fit, glibc thresholds as TF sets them", "pipeline": "input pipeline alone (no model)",
+             "onednn": "pure step, oneDNN kernels (new process)", "eigen": "pure step, Eigen kernels (new process)"}
     table = pd.DataFrame([
         {"measure": names[name], "samples/s": wall,
          "vs pure": wall / pure_wall if name != "pipeline" else float("nan"), "samples/CPU-s": cpu,
@@ -166,4 +171,81 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
     tf_wall = rates["fit-tf"][0]
     print(f"glibc's thresholds raised again (allocator): fit at {fit_wall / tf_wall:.2f} x the speed it runs at with "
           f"TensorFlow's, {rates['fit-tf'][2]:.0f} -> {rates['fit'][2]:.0f} page faults a sample")
+    if cpu_kernels:
+        this = "oneDNN" if _onednn_is_on() else "Eigen"
+        ratio = rates["onednn"][0] / rates["eigen"][0]
+        print(f"TensorFlow's oneDNN CPU kernels ({ONEDNN_VARIABLE}=1, which the kit's commands ask for): the pure "
+              f"step at {ratio:.2f} x the speed of its Eigen kernels ({ONEDNN_VARIABLE}=0), each in a new process, "
+              f"alternating; the rows above ran with {this}")
     return table
+
+
+def _pure_steps(model, experiment, length: int, n_bins: int, n_classes: int, n_batches: int, seed: int):
+    """A round of the pure train step: what Keras' own train function runs per batch, minus the iterator
+    and the callbacks, on one batch of tensors already in memory."""
+    import tensorflow as tf
+
+    from competition.modeling.batches import soft_targets
+
+    size = experiment.train.batch_size
+    rng = np.random.default_rng(seed)
+    batch = (tf.constant(rng.standard_normal((size, length, n_bins)).astype(np.float32)),
+             tf.constant(soft_targets(rng.integers(0, n_classes, size), n_classes, np.zeros(size))),
+             tf.constant(np.ones(size, np.float32)))
+    pure_step = tf.function(model.train_step, reduce_retracing=True, jit_compile=model.jit_compile)
+
+    def pure_steps() -> None:
+        for _ in range(n_batches * EPOCHS_PER_ROUND):
+            logs = pure_step(batch)
+        float(logs["loss"])  # wait for the last step
+
+    return pure_steps
+
+
+def pure_step_round(recipe: str, length: int, n_bins: int, n_classes: int, n_batches: int, seed: int) -> None:
+    """A new process's part of the CPU-kernel rows: one traced, then one timed round of the pure step;
+    prints (wall seconds, CPU seconds, page faults) and whether oneDNN was on as JSON."""
+    import tensorflow as tf
+
+    from competition.config import load_experiment
+    from competition.modeling.allocator import keep_freed_memory
+    from competition.modeling.train import compiled_model
+
+    tf.config.experimental.enable_op_determinism()
+    experiment = load_experiment(Path(recipe))
+    model = compiled_model(experiment, n_bins, n_classes, mean=np.zeros(n_bins), std=np.ones(n_bins))
+    pure_steps = _pure_steps(model, experiment, length, n_bins, n_classes, n_batches, seed)
+    keep_freed_memory()
+    pure_steps()
+    print(json.dumps({"timed": _timed(pure_steps), "onednn": _onednn_is_on()}))
+
+
+def _onednn_is_on() -> bool:
+    """What this process's TensorFlow says it runs (it has no public API for it)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _cpu_kernel_rounds(recipe: Path, length: int, n_bins: int, n_classes: int, n_batches: int, rounds: int,
+                       seed: int) -> dict[str, list]:
+    """The pure step's rounds with TensorFlow's oneDNN and with its Eigen CPU kernels: the setting is read
+    when TensorFlow is imported, so each round is a new process, the two settings alternating."""
+    times: dict[str, list] = {"onednn": [], "eigen": []}
+    code = (f"from benchmarks.training import pure_step_round; "
+            f"pure_step_round({str(recipe)!r}, {length}, {n_bins}, {n_classes}, {n_batches}, {seed})")
+    root = str(Path(__file__).resolve().parents[1])
+    for _ in range(rounds):
+        for name, setting in (("onednn", "1"), ("eigen", "0")):
+            env = {**os.environ, ONEDNN_VARIABLE: setting, "TF_CPP_MIN_LOG_LEVEL": "3",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+            result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"the pure step with {ONEDNN_VARIABLE}={setting} failed in its own process:\n"
+                                   f"{result.stderr[-2000:]}")
+            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            if measured["onednn"] != (setting == "1"):
+                raise RuntimeError(f"TensorFlow ran with oneDNN {'on' if measured['onednn'] else 'off'} although "
+                                   f"{ONEDNN_VARIABLE}={setting} asked otherwise: the rows would compare nothing")
+            times[name].append(tuple(measured["timed"]))
+    return times

@@ -5,7 +5,8 @@ absl::InitializeLog() is called are written to STDERR" and "oneDNN custom operat
 from C++ before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not reach them. `install()`
 puts a finder first on the import path that, the one time `tensorflow` is imported, points the
 process's stderr at a temporary file for that import and then passes on every line but those
-notices. Numerics are untouched (oneDNN stays on). VERBOSE=1 leaves everything as it is.
+notices. Numerics are untouched (oneDNN stays as it was asked for: competition/onednn.py). VERBOSE=1
+leaves everything as it is.
 """
 
 from __future__ import annotations

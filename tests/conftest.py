@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from competition.onednn import prefer_onednn
+
 pytest_plugins = ["kaggle_server", "make_targets", "tiny_models"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kernels the kit's commands train with, in this process as in the commands the tests start.
+prefer_onednn()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "competition"
 LAYERS = (
     ("foundations", ("competition", "competition.errors", "competition.workspace", "competition.config",
                      "competition.metrics", "competition.audio", "competition.kaggle_client",
-                     "competition.quiet_start")),
+                     "competition.quiet_start", "competition.onednn")),
     ("datasets", ("competition.datasets",)),
     ("features", ("competition.features",)),
     ("modeling", ("competition.modeling",)),

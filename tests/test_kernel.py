@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ from competition.__main__ import main
 from competition.datasets.registry import get_dataset
 from competition.kaggle import kernel_build as kernel
 from competition.kaggle import kernel_run
+from competition.onednn import VARIABLE as ONEDNN_VARIABLE
+from competition.onednn import X86_64
 from competition.submit.submission import validate_submission
 from competition.workspace import Workspace
 
@@ -255,7 +258,8 @@ def run_kernel_script(script: Path, input_dir: Path, working_dir: Path, tmp_path
     Returns the exit code and the log (stdout, then stderr)."""
     scratch = tmp_path / "scratch"  # the kernel's temporary folders, under tmp_path for the credential check
     scratch.mkdir(exist_ok=True)
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "KIT_"))}
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTHON", "KIT_")) and key != ONEDNN_VARIABLE}  # the kernel asks itself
     env.update(KAGGLE_INPUT_DIR=str(input_dir), KAGGLE_WORKING_DIR=str(working_dir), TMPDIR=str(scratch),
                TF_CPP_MIN_LOG_LEVEL="2", **{kernel_run.ON_CPU_VARIABLE: "1"})
     result = subprocess.run([sys.executable, str(script)], cwd=scratch, env=env, capture_output=True, text=True,
@@ -302,6 +306,8 @@ def test_train_kernel_runs_offline_and_its_output_goes_to_the_leaderboard(
 
     assert "libraries: numpy" in log and "demo: 12 train clips, 6 test clips" in log
     assert "built for a GPU (T4x2) but training on the CPU" in log
+    if platform.machine().lower() in X86_64:
+        assert f"oneDNN CPU kernels ({ONEDNN_VARIABLE}): on" in log
     assert_valid_submission(working, competition_files)
     assert_complete_run(working / "demo-tiny", competition_files)
     assert not list(working.rglob("checkpoint.keras")) and not (working / "features").exists()

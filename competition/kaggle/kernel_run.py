@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from competition.onednn import VARIABLE, prefer_onednn
+
 INPUT_DIR_VARIABLE = "KAGGLE_INPUT_DIR"
 WORKING_DIR_VARIABLE = "KAGGLE_WORKING_DIR"
 ON_CPU_VARIABLE = "KIT_KERNEL_ON_CPU"
@@ -59,6 +61,8 @@ def main(settings: dict) -> None:
     input_dir = Path(os.environ.get(INPUT_DIR_VARIABLE, "/kaggle/input"))
     working_dir = Path(os.environ.get(WORKING_DIR_VARIABLE, "/kaggle/working"))
     print_versions()
+    # Before TensorFlow is imported; the log says which CPU kernels it got.
+    print(f"oneDNN CPU kernels ({VARIABLE}): {'on' if prefer_onednn() else 'off'}", flush=True)
     kind = settings["kind"]
     if kind not in KINDS:
         raise KernelError(f"unknown kernel kind {kind!r} in SETTINGS")
