@@ -368,7 +368,13 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
                               "scratch + transfer: 4 views (blend)",
                               "scratch + transfer: 4 views (blend, weights fitted out of fold)",
                               f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
-                              f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)"]
+                              f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)",
+                              "scratch + every transfer: 6 views (blend)",
+                              "scratch + every transfer: 6 views (blend, weights fitted out of fold)"]
+    # The every-schedule blend is the six runs' geometric mean: the scratch views and both bases' fine-tunes.
+    assert rows["scratch + every transfer: 6 views (blend)"]["train_seconds"] == pytest.approx(
+        rows["scratch + transfer: 4 views (blend)"]["train_seconds"]
+        + rows[f"transfer{longer}: {blend}"]["train_seconds"])
     base_epochs = {path: {len(h) for h in Run(path).histories().values()}
                    for path in workspace.runs.glob("bench-esc50-base-*")}
     assert sorted(map(min, base_epochs.values())) == [1, 1, 2, 2]
@@ -508,7 +514,9 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
                           "scratch + transfer: 4 views (blend, weights fitted out of fold)",
                           f"transfer{longer}: {blend}", f"transfer{longer}: {fitted}",
                           f"scratch + transfer{longer}: 4 views (blend)",
-                          f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)"]
+                          f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)",
+                          "scratch + every transfer: 6 views (blend)",
+                          "scratch + every transfer: 6 views (blend, weights fitted out of fold)"]
     out = capsys.readouterr().out
     assert out.count("(no recording shared with fsd-subset)") == 4  # every base checked, both schedules
     assert "transfer: tiny-mfcc: " in out and " MAP@3 points over scratch: tiny-mfcc (seed 3 " in out
@@ -536,6 +544,15 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
     members = [Run(fine_tuned[(view, 3, default_rate, 1)]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")]
     probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in members], axis=0))
     assert rows[f"transfer: {blend}"]["seed 3"]["map@3"] == pytest.approx(map_at_k(members[0].true_ids, probs))
+    # The every-schedule blend: the scratch views and both schedules' fine-tunes, six runs of the repeat.
+    scratch_runs = {Run(path).config()["experiment"]: path for path in workspace.runs.glob("bench-fsd-subset-tiny-*")
+                    if "-transfer-" not in path.name and Run(path).config()["params"]["folds"]["seed"] == 3}
+    six = [Run(scratch_runs[view]).predictions("oof") for view in ("tiny-logmel", "tiny-mfcc")] + [
+        Run(fine_tuned[(view, 3, default_rate, epochs)]).predictions("oof")
+        for epochs in (1, 2) for view in ("tiny-logmel", "tiny-mfcc")]
+    six_probs = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in six], axis=0))
+    assert rows["scratch + every transfer: 6 views (blend)"]["seed 3"]["map@3"] == pytest.approx(
+        map_at_k(six[0].true_ids, six_probs))
     from competition.submit.ensemble import out_of_fold_blend  # and with weights fitted out of fold
 
     folds = pd.read_csv(workspace.folds / "fsd-subset" / "stratified-k2-seed3.csv")["fold"].to_numpy()

@@ -89,6 +89,14 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
                                  (f"scratch + transfer{tag}: {len(six)} views {FITTED}", True)):
                 rows[name] = row(six, fitted)
                 pairs[name] = f"scratch: {blend}"
+        # Every base schedule's views beside the scratch ones: all the runs a practitioner has, blended.
+        complete = [views for views in transferred.values() if all(finished(views.get(name)) for name in names)]
+        if len(complete) > 1:
+            every = [*(scratch[name] for name in names), *(views[name] for views in complete for name in names)]
+            for name, fitted in ((f"scratch + every transfer: {len(every)} views (blend)", False),
+                                 (f"scratch + every transfer: {len(every)} views {FITTED}", True)):
+                rows[name] = row(every, fitted)
+                pairs[name] = f"scratch: {blend}"
     text = (f"\n{protocol.title}: out-of-fold MAP@3 per repeat (the fsd-subset protocol's folds, fold seeds "
             f"{' and '.join(map(str, protocol.seeds))}; {protocol.epochs} epochs, last epoch kept)\n"
             + "\n".join(base_notes) + "\n" + (repeat_table(rows, protocol.seeds) if rows else "nothing finished"))

@@ -76,6 +76,14 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
             blend_rows[f"scratch + transfer{tag}: {len(six)} views (blend)"] = blend_scores(six, index, protocol)
             blend_rows[f"scratch + transfer{tag}: {len(six)} views {FITTED}"] = blend_scores(six, index, protocol,
                                                                                               fitted=True)
+        # Every base schedule's views beside the scratch ones: all the runs a practitioner has, blended.
+        complete = [by_view for by_view in transferred.values() if all(by_view.get(name) for name in names)]
+        if len(complete) > 1:
+            every = [*(scratch_views[name] for name in names), *(by_view[name] for by_view in complete
+                                                                 for name in names)]
+            for label, fitted in (("(blend)", False), (FITTED, True)):
+                blend_rows[f"scratch + every transfer: {len(every)} views {label}"] = blend_scores(
+                    every, index, protocol, fitted=fitted)
     view_notes = []
     scratch_alone = {name: run_scores(run, index, protocol)["mean"]["accuracy"]
                      for name, run in scratch_views.items() if run}
