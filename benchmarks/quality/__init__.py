@@ -22,7 +22,7 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    competition's post-competition CSV) on the fsd-subset protocol's repeated folds,
                    beside the same views from scratch (its runs): the gain in MAP@3 points per repeat,
                    and the blend of the transferred views and of all six; the same from the longer
-                   bases (not with --quick)
+                   bases (not with --quick), and the scratch views with every schedule's fine-tunes
     esc50          ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds (2,000 clips, 50 classes);
                    every view of the default blend on a longer schedule too, alone and blended
                    (not with --quick)
@@ -31,7 +31,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
     esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes
                    (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
                    holds), against the same views from scratch (the esc10 protocol's runs): the gain
-                   per fold, and the blends of both
+                   per fold, and the blends of both; from the longer bases too (not with --quick),
+                   and the scratch views with every schedule's fine-tunes
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:
