@@ -364,7 +364,9 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     plan = replace(plan, longer_base_epochs=(2,))
     rows = run_quality_bench(workspace, shared=shared, only=["transfer"], plan=plan)["transfer"]
     longer = " (2-epoch bases)"
-    assert list(rows)[3:] == [f"transfer{longer}: same recipe", f"scratch: {blend}", f"transfer: {blend}",
+    # The variant from the longer base too: a longer base may want another fine-tune.
+    assert list(rows)[3:] == [f"transfer{longer}: same recipe", f"transfer{longer}: lr / 4", f"scratch: {blend}",
+                              f"transfer: {blend}",
                               "scratch + transfer: 4 views (blend)",
                               "scratch + transfer: 4 views (blend, weights fitted out of fold)",
                               f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
@@ -380,7 +382,7 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert sorted(map(min, base_epochs.values())) == [1, 1, 2, 2]
     assert re.search(r"2 epochs \(\d+ s\), accuracy", capsys.readouterr().out)
     from_longer = [Run(path).config()["base_model"] for path in workspace.runs.glob("bench-urbansound8k-*-transfer-*")]
-    assert len(from_longer) == 5 and sum(str(Run(base).model_path(1)) in from_longer
+    assert len(from_longer) == 6 and sum(str(Run(base).model_path(1)) in from_longer
                                          for base, epochs in base_epochs.items() if epochs == {2}) == 2
 
 
@@ -397,7 +399,7 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
-    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.001}},
+    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.0005}},
                    base_epochs=1).with_protocol(replace(ESC10_TRANSFER, epochs=1))
     shared = _fake_shared(tmp_path, tiny_competition)
     # Every clip its own recording, but one clip outside ESC-10 cut from an ESC-10 clip's recording.
@@ -411,8 +413,9 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     rows = run_quality_bench(workspace, shared=shared, only=["esc10-transfer"], quick=True,
                              plan=plan)["esc10-transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
-    # No fine-tuning variant here (UrbanSound8K's), the blend from scratch against the blend transferred.
-    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", f"scratch: {blend}", f"transfer: {blend}",
+    # The default view also with the fine-tuning variant, then the blend from scratch against the blend transferred.
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lower rate", f"scratch: {blend}",
+                          f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
                                                                  "out of fold)"]
     captured = capsys.readouterr()
@@ -432,8 +435,12 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     assert "target transfer mean accuracy >= 0.94: " in out and "and gain >=" not in out
     assert f"target: transfer: {blend} " in out
     transferred = sorted(workspace.runs.glob("bench-esc10-tiny-*-transfer-*"))
+    # Each view's plain fine-tune from its own base, and the variant from the default view's base.
+    logmel_base = next(str(Run(base).model_path(1)) for base in bases if "tiny-logmel" in base.name)
     assert sorted(Run(path).config()["base_model"] for path in transferred) == sorted(
-        str(Run(base).model_path(1)) for base in bases)
+        [str(Run(base).model_path(1)) for base in bases] + [logmel_base])
+    variant = [path for path in transferred if Run(path).config()["params"]["train"]["learning_rate"] == 0.0005]
+    assert len(variant) == 1 and Run(variant[0]).config()["base_model"] == logmel_base
     assert set(rows["transfer: same recipe"]) >= {f"fold {fold}" for fold in range(1, 6)}
 
 
