@@ -31,7 +31,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
     esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes
                    (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
                    holds), against the same views from scratch (the esc10 protocol's runs): the gain
-                   per fold, and the blends of both; from the longer bases too (not with --quick),
+                   per fold, the default view also with transfer's fine-tuning variants, and the
+                   blends of both; from the longer bases too (not with --quick),
                    and the scratch views with every schedule's fine-tunes
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
