@@ -8,13 +8,13 @@ from pathlib import Path
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, blend_scores, run_scores
-from benchmarks.quality.settings import BASES_WITHOUT, TARGETS, TRANSFER_GAINS, TRANSFER_VARIANT_PROTOCOLS, Protocol
+from benchmarks.quality.settings import BASES_WITHOUT, TARGETS, TRANSFER_GAINS, Protocol
 from benchmarks.quality.tables import met, transfer_gains, transfer_table
 
 
 def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
     """The ESC-50 bases (leakage guard on), then the protocol's folds from them and from scratch: the
-    default recipe (on UrbanSound8K and ESC-10 with the fine-tuning variants, from every base schedule),
+    default recipe (also with the fine-tuning variants, from every base schedule),
     and the default blend with every view from its own base. Then the same from bases trained on longer
     schedules (not with --quick).
     A target of ESC-50's own classes (ESC-10) gets bases on ESC-50's other classes: none of its clips."""
@@ -54,8 +54,7 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
                 continue
             # The default recipe also with what a practitioner would try, from each schedule's base: a
             # longer base may want another fine-tune.
-            tried = name == default and protocol.key in TRANSFER_VARIANT_PROTOCOLS
-            variants = {"same recipe": {}, **(plan.transfer_variants if tried else {})}
+            variants = {"same recipe": {}, **(plan.transfer_variants if name == default else {})}
             for label, changes in variants.items():
                 experiment = view.with_overrides(train=changes)
                 run_dir = fine_tune(experiment, bases[name])
