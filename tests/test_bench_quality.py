@@ -224,6 +224,16 @@ mixup_alpha = 0.2
 time_masks = 1
 freq_masks = 1
 """.replace("{arch}", ONE_CONV_ARCH)
+# `make transfer`'s settings file for the transfer protocols: its own epochs and rate, so its run is told apart.
+TINY_TRANSFER = """
+name = "tiny-transfer"
+[train]
+epochs = 2
+batch_size = 16
+learning_rate = 0.0007
+crop_seconds = 1.0
+tta_crops = 2
+"""
 
 
 @pytest.mark.slow
@@ -326,25 +336,38 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    (tmp_path / "tiny-transfer.toml").write_text(TINY_TRANSFER)
     plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lr / 4": {"learning_rate": 0.00025}},
-                   base_epochs=1).with_protocol(replace(TRANSFER, epochs=1))
+                   base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml").with_protocol(
+        replace(TRANSFER, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
     rows = run_quality_bench(workspace, shared=shared, only=["transfer"], quick=True, plan=plan)["transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
-    # The default recipe also with the fine-tuning variant (UrbanSound8K's), from the same base.
-    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lr / 4", f"scratch: {blend}",
-                          f"transfer: {blend}", "scratch + transfer: 4 views (blend)",
+    kit = "transfer: make transfer's settings (tiny-transfer.toml)"
+    # The default recipe also with the fine-tuning variant (UrbanSound8K's) and `make transfer`'s settings,
+    # from the same base.
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lr / 4", kit,
+                          f"scratch: {blend}", f"transfer: {blend}", "scratch + transfer: 4 views (blend)",
                           "scratch + transfer: 4 views (blend, weights fitted out of fold)"]
+    assert rows[kit]["epochs"] == 2 and rows["transfer: same recipe"]["epochs"] == 1
     out = capsys.readouterr().out
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
     assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)
     assert "base: tiny-logmel on ESC-50" in out and "base: tiny-mfcc on ESC-50" in out
     assert "tiny-mfcc alone: scratch " in out and f"target: transfer: {blend} " in out
-    variant, *transferred = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"),
-                                   key=lambda path: Run(path).config()["params"]["train"]["learning_rate"])
+    runs = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"),
+                  key=lambda path: Run(path).config()["params"]["train"]["learning_rate"])
+    (kit_run,) = [path for path in runs if Run(path).config()["params"]["train"]["epochs"] == 2]
+    variant, *transferred = [path for path in runs if path != kit_run]
     assert Run(variant).config()["base_model"] == Run(transferred[0]).config()["base_model"]
+    # `make transfer`'s settings: the file's training (its epochs, its rate), the base's features and model,
+    # the last epoch kept as in every row.
+    kit_config = Run(kit_run).config()
+    assert kit_config["experiment"] == "tiny-logmel" and kit_config["base_model"] == Run(variant).config()["base_model"]
+    assert kit_config["params"]["train"]["keep_epoch"] == "last" and kit_config["params"]["model"]["width"] == 4
+    assert {len(history) for history in Run(kit_run).histories().values()} == {2}
     transferred = sorted(transferred)
     assert len(transferred) == 2
     # The transferred blend is the geometric mean of the two fine-tuned views, scored per held-out fold.
@@ -365,7 +388,8 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     rows = run_quality_bench(workspace, shared=shared, only=["transfer"], plan=plan)["transfer"]
     longer = " (2-epoch bases)"
     # The variant from the longer base too: a longer base may want another fine-tune.
-    assert list(rows)[3:] == [f"transfer{longer}: same recipe", f"transfer{longer}: lr / 4", f"scratch: {blend}",
+    assert list(rows)[4:] == [f"transfer{longer}: same recipe", f"transfer{longer}: lr / 4",
+                              f"transfer{longer}: make transfer's settings (tiny-transfer.toml)", f"scratch: {blend}",
                               f"transfer: {blend}",
                               "scratch + transfer: 4 views (blend)",
                               "scratch + transfer: 4 views (blend, weights fitted out of fold)",
@@ -382,7 +406,7 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert sorted(map(min, base_epochs.values())) == [1, 1, 2, 2]
     assert re.search(r"2 epochs \(\d+ s\), accuracy", capsys.readouterr().out)
     from_longer = [Run(path).config()["base_model"] for path in workspace.runs.glob("bench-urbansound8k-*-transfer-*")]
-    assert len(from_longer) == 6 and sum(str(Run(base).model_path(1)) in from_longer
+    assert len(from_longer) == 8 and sum(str(Run(base).model_path(1)) in from_longer
                                          for base, epochs in base_epochs.items() if epochs == {2}) == 2
 
 
@@ -399,8 +423,10 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc")):
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    (tmp_path / "tiny-transfer.toml").write_text(TINY_TRANSFER)
     plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.0005}},
-                   base_epochs=1).with_protocol(replace(ESC10_TRANSFER, epochs=1))
+                   base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml").with_protocol(
+        replace(ESC10_TRANSFER, epochs=1))
     shared = _fake_shared(tmp_path, tiny_competition)
     # Every clip its own recording, but one clip outside ESC-10 cut from an ESC-10 clip's recording.
     meta = shared / "esc50" / "meta" / "esc50.csv"
@@ -414,7 +440,8 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
                              plan=plan)["esc10-transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
     # The default view also with the fine-tuning variant, then the blend from scratch against the blend transferred.
-    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lower rate", f"scratch: {blend}",
+    assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lower rate",
+                          "transfer: make transfer's settings (tiny-transfer.toml)", f"scratch: {blend}",
                           f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
                                                                  "out of fold)"]
@@ -438,7 +465,7 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     # Each view's plain fine-tune from its own base, and the variant from the default view's base.
     logmel_base = next(str(Run(base).model_path(1)) for base in bases if "tiny-logmel" in base.name)
     assert sorted(Run(path).config()["base_model"] for path in transferred) == sorted(
-        [str(Run(base).model_path(1)) for base in bases] + [logmel_base])
+        [str(Run(base).model_path(1)) for base in bases] + [logmel_base] * 2)
     variant = [path for path in transferred if Run(path).config()["params"]["train"]["learning_rate"] == 0.0005]
     assert len(variant) == 1 and Run(variant[0]).config()["base_model"] == logmel_base
     assert set(rows["transfer: same recipe"]) >= {f"fold {fold}" for fold in range(1, 6)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from competition.config import DEFAULT_EXPERIMENTS, EXPERIMENTS_DIR
+from competition.config import DEFAULT_EXPERIMENTS, DEFAULT_TRANSFER_EXPERIMENT, EXPERIMENTS_DIR
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ class QualityPlan:
     fsd_candidates: dict[str, tuple[dict, dict, dict]] = field(default_factory=lambda: dict(FSD_CANDIDATES))
     fsd_extra_views: tuple[Path, ...] = FSD_EXTRA_VIEWS
     transfer_variants: dict[str, dict] = field(default_factory=lambda: dict(TRANSFER_VARIANTS))
+    # `make transfer`'s own training settings, fine-tuned from the default view's bases beside the variants.
+    kit_transfer: Path = DEFAULT_TRANSFER_EXPERIMENT
     base_epochs: int = BASE_EPOCHS
     longer_base_epochs: tuple[int, ...] = LONGER_BASE_EPOCHS
     protocols: dict[str, Protocol] = field(default_factory=lambda: dict(PROTOCOLS))

@@ -3,6 +3,7 @@ fold 1 <-> 2 (bases without its recordings) and ESC-10 (bases on ESC-50's other 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
@@ -63,6 +64,13 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
                 if run_dir and name == default:
                     rows[f"transfer{tag}: {label}"] = run_scores(run_dir, index, protocol)
                     rows[f"transfer{tag}: {label}"]["epochs"] = experiment.train.epochs
+            if name == default:  # what `make transfer` itself trains from this base
+                experiment = kit_transfer(bases[name], plan.kit_transfer, dataset.name, view.name)
+                run_dir = fine_tune(experiment, bases[name])
+                if run_dir:
+                    label = f"transfer{tag}: make transfer's settings ({plan.kit_transfer.name})"
+                    rows[label] = run_scores(run_dir, index, protocol)
+                    rows[label]["epochs"] = experiment.train.epochs
     # The blend transferred against the blend from scratch; the scratch and the transferred views,
     # started apart, may err apart: all of them blended too.
     blend_rows = {}
@@ -122,3 +130,12 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
     if view_notes:
         text += "\n" + "; ".join(view_notes)
     return rows, text
+
+
+def kit_transfer(base, settings: Path, dataset: str, view: str):
+    """`make transfer`'s experiment from `base` (its features and model, the settings file's training),
+    named after the view it fine-tunes, its last epoch kept as in every row of the bench."""
+    from competition.modeling.transfer import transfer_experiment
+
+    experiment = transfer_experiment(base.dir, settings, dataset)
+    return replace(experiment, name=view).with_overrides(train={"keep_epoch": "last"})
