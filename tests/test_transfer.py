@@ -77,3 +77,47 @@ def test_transfer_trains_urbansound8k_folds_from_a_demo_base(workspace, tmp_path
     assert sorted(p.parent.name for p in run.glob("fold-*/done.json")) == ["fold-1", "fold-2"]
     scores = json.loads((run / "scores.json").read_text())
     assert scores["metric"] == "accuracy" and set(scores["folds"]) == {"1", "2"}
+
+
+def _base_run(tmp_path, kind: str):
+    """A base run's folder as transfer reads it: its features and model."""
+    import json
+    from dataclasses import asdict
+
+    from competition.config import FeatureConfig
+
+    run_dir = tmp_path / f"base-{kind}"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({
+        "feature_config": asdict(FeatureConfig(kind=kind)), "params": {"model": {"arch": "cnn2d", "width": 16}}}))
+    return run_dir
+
+
+def test_make_transfer_s_settings_are_the_default_recipe_s_training_on_the_bench_s_schedule(tmp_path):
+    """The settings file is what bench-quality measured: the default view's plain fine-tune (its own
+    training, urban sounds' augmentation included, the protocol's epochs, the last epoch kept)."""
+    from benchmarks.quality.bench import recipe_experiment
+    from benchmarks.quality.settings import TRANSFER
+    from competition.config import DEFAULT_EXPERIMENTS, DEFAULT_TRANSFER_EXPERIMENT
+    from competition.modeling.transfer import transfer_experiment
+
+    measured = recipe_experiment(DEFAULT_EXPERIMENTS[0], TRANSFER)
+    kit = transfer_experiment(_base_run(tmp_path, "logmel"), DEFAULT_TRANSFER_EXPERIMENT, "urbansound8k")
+    assert kit.train == measured.train and kit.train.bin_shift > 0 and kit.train.keep_epoch == "last"
+
+
+def test_a_base_on_other_features_fine_tunes_without_moving_log_mel_bins_and_says_so(tmp_path):
+    from competition.config import DEFAULT_TRANSFER_EXPERIMENT
+    from competition.modeling.transfer import transfer_experiment, turned_off
+
+    logmel = transfer_experiment(_base_run(tmp_path, "logmel"), DEFAULT_TRANSFER_EXPERIMENT, "urbansound8k")
+    mfcc = transfer_experiment(_base_run(tmp_path, "mfcc"), DEFAULT_TRANSFER_EXPERIMENT, "urbansound8k")
+    assert (logmel.train.bin_shift, logmel.train.gain_db) == (4, 6.0)
+    assert (mfcc.features.kind, mfcc.train.bin_shift, mfcc.train.gain_db) == ("mfcc", 0, 0.0)
+    assert mfcc.train.learning_rate == logmel.train.learning_rate and mfcc.model.width == 16
+    assert turned_off(DEFAULT_TRANSFER_EXPERIMENT, logmel, "urbansound8k") == ""
+    assert turned_off(DEFAULT_TRANSFER_EXPERIMENT, mfcc, "urbansound8k") == (
+        "bin_shift, gain_db off: mfcc features (the base's) have no log-mel bins to move")
+    # Where the file moves no bins (another target), nothing is turned off and nothing said.
+    other = transfer_experiment(tmp_path / "base-mfcc", DEFAULT_TRANSFER_EXPERIMENT, "esc10")
+    assert other.train.bin_shift == 0 and turned_off(DEFAULT_TRANSFER_EXPERIMENT, other, "esc10") == ""

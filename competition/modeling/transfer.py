@@ -53,11 +53,21 @@ def check_leakage(workspace, base: Run, target_name: str, target_train, base_tra
 
 
 def transfer_experiment(base_run: Path, experiment_file: Path, dataset: str | None = None) -> Experiment:
-    """The TOML's training settings (for `dataset`, with its own values) on the base run's features and model."""
+    """The TOML's training settings (for `dataset`, with its own values) on the base run's features and
+    model. Bin shifts and level changes move log-mel bins: on a base of other features they are off."""
     record = Run(base_run).config()
     own = load_experiment(experiment_file, dataset)
-    return replace(own, features=FeatureConfig(**record["feature_config"]),
-                   model=ModelConfig(**record["params"]["model"]))
+    features = FeatureConfig(**record["feature_config"])
+    train = own.train if features.kind == "logmel" else replace(own.train, bin_shift=0, gain_db=0.0)
+    return replace(own, features=features, model=ModelConfig(**record["params"]["model"]), train=train)
+
+
+def turned_off(experiment_file: Path, experiment: Experiment, dataset: str | None = None) -> str:
+    """What `transfer_experiment` turned off of the file's settings for the base's features ('' if nothing)."""
+    own = load_experiment(experiment_file, dataset).train
+    off = [name for name in ("bin_shift", "gain_db") if getattr(own, name) != getattr(experiment.train, name)]
+    return (f"{', '.join(off)} off: {experiment.features.kind} features (the base's) have no log-mel bins to move"
+            if off else "")
 
 
 def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: Path,
@@ -69,6 +79,8 @@ def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: 
     base = Run(base_run)
     dataset = get_dataset(dataset_name)
     experiment = transfer_experiment(base.dir, experiment_file, dataset.name)
+    if note := turned_off(experiment_file, experiment, dataset.name):
+        print(f"{experiment_file}: {note}")
     index = dataset.index(workspace.dataset_dir(dataset.name))
     if allow_leakage:
         print(f"leakage check skipped (--allow-leakage): {base.name} may have heard {dataset.name}'s recordings")
