@@ -15,9 +15,9 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    epochs, same folds): the transfer gain in points per fold; then what a practitioner
                    would try (the backbone frozen for the first epochs, a lower learning rate, longer
                    fine-tuning) and what `make transfer` itself trains (its settings file, on the
-                   base's features and model); and the default blend with every view fine-tuned from its own ESC-50
-                   base against the blend from scratch; then all of it again from bases trained on a
-                   longer schedule (not with --quick)
+                   base's features and model); and the default blend with every view fine-tuned
+                   from its own ESC-50 base against the blend from scratch; then all of it again
+                   from bases trained on a longer schedule (not with --quick)
     fsd-transfer   the FSD subset's default views, each fine-tuned from its ESC-50 base (the transfer
                    protocol's; the guard checks them against the subset's Freesound ids, from the
                    competition's post-competition CSV) on the fsd-subset protocol's repeated folds,
@@ -33,8 +33,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
                    holds), against the same views from scratch (the esc10 protocol's runs): the gain
                    per fold, the default view also with transfer's fine-tuning variants and
-                   `make transfer`'s settings, and the
-                   blends of both; from the longer bases too (not with --quick),
+                   `make transfer`'s settings, and the blends of both; from the longer bases too
+                   (not with --quick),
                    and the scratch views with every schedule's fine-tunes
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
