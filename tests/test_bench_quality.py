@@ -111,6 +111,23 @@ def test_the_transfer_table_gives_each_row_s_gain_over_scratch_per_fold_in_point
     assert len({len(line) for line in lines}) == 1  # the columns stay aligned under their headers
 
 
+def test_the_training_seed_table_gives_each_seed_s_gain_over_its_own_scratch_and_the_mean():
+    from benchmarks.quality.tables import training_seed_table
+
+    accuracy = {0: {"scratch": 0.60, "": 0.62, " (2-epoch bases)": 0.66},
+                1: {"scratch": 0.64, "": 0.63, " (2-epoch bases)": None}}
+    lines = training_seed_table(accuracy, ["", " (2-epoch bases)"]).splitlines()
+    assert lines[0].split() == ["training", "seed", "scratch", "transfer", "gain", "transfer", "(2-epoch", "bases)",
+                                "gain"]
+    assert lines[1].split() == ["0", "0.6000", "0.6200", "+2.0", "0.6600", "+6.0"]
+    assert lines[2].split() == ["1", "0.6400", "0.6300", "-1.0", "-", "-"]  # against its own seed's scratch
+    assert len(lines) == 3  # no mean while a seed's run is missing
+    accuracy[1][" (2-epoch bases)"] = 0.70
+    lines = training_seed_table(accuracy, ["", " (2-epoch bases)"]).splitlines()
+    assert lines[3].split() == ["mean", "0.6200", "0.6250", "+0.5", "0.6800", "+6.0"]
+    assert len({len(line) for line in lines}) == 1
+
+
 def test_the_esc50_base_trains_on_every_clip_but_one_check_clip_per_class():
     import pandas as pd
 
@@ -347,21 +364,38 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     kit = "transfer: make transfer's settings (tiny-transfer.toml)"
     # The default recipe also with the fine-tuning variant (UrbanSound8K's) and `make transfer`'s settings,
     # from the same base.
+    seed_one = ["scratch: tiny-logmel, training seed 1", "transfer: same recipe, training seed 1"]
     assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lr / 4", kit,
                           f"scratch: {blend}", f"transfer: {blend}", "scratch + transfer: 4 views (blend)",
-                          "scratch + transfer: 4 views (blend, weights fitted out of fold)"]
+                          "scratch + transfer: 4 views (blend, weights fitted out of fold)", *seed_one]
     assert rows[kit]["epochs"] == 2 and rows["transfer: same recipe"]["epochs"] == 1
     out = capsys.readouterr().out
+    # The default view again with training seed 1: scratch, and the plain fine-tune from the same base.
+    (scratch_one,) = [path for path in workspace.runs.glob("bench-urbansound8k-tiny-logmel-*")
+                      if "-transfer-" not in path.name and Run(path).config()["params"]["train"]["seed"] == 1]
+    assert Run(scratch_one).config().get("base_model") is None
+    (transfer_one,) = [path for path in workspace.runs.glob("bench-urbansound8k-tiny-logmel-transfer-*")
+                       if Run(path).config()["params"]["train"]["seed"] == 1]
+    seed_table = out[out.index("with other training seeds"):].splitlines()[1:5]
+    assert [line.split()[0] for line in seed_table] == ["training", "0", "1", "mean"]
+    scratch_acc, transfer_acc = (rows[name]["mean"]["accuracy"] for name in seed_one)
+    assert seed_table[2].split()[1:] == [f"{scratch_acc:.4f}", f"{transfer_acc:.4f}",
+                                         f"{100 * (transfer_acc - scratch_acc):+.1f}"]
+    gains = [transfer_acc - scratch_acc, rows["transfer: same recipe"]["mean"]["accuracy"]
+             - rows["scratch: tiny-logmel"]["mean"]["accuracy"]]
+    assert re.search(r"target on the mean over training seeds 0, 1: transfer \d\.\d{4} (NOT )?met, gain "
+                     + re.escape(f"{100 * np.mean(gains):+.1f}"), out)
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
     assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)
     assert "base: tiny-logmel on ESC-50" in out and "base: tiny-mfcc on ESC-50" in out
     assert "tiny-mfcc alone: scratch " in out and f"target: transfer: {blend} " in out
-    runs = sorted(workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*"),
-                  key=lambda path: Run(path).config()["params"]["train"]["learning_rate"])
+    runs = sorted((path for path in workspace.runs.glob("bench-urbansound8k-tiny-*-transfer-*")
+                   if path != transfer_one), key=lambda path: Run(path).config()["params"]["train"]["learning_rate"])
     (kit_run,) = [path for path in runs if Run(path).config()["params"]["train"]["epochs"] == 2]
     variant, *transferred = [path for path in runs if path != kit_run]
     assert Run(variant).config()["base_model"] == Run(transferred[0]).config()["base_model"]
+    assert Run(transfer_one).config()["base_model"] == Run(variant).config()["base_model"]
     # `make transfer`'s settings: the file's training (its epochs, its rate), the base's features and model,
     # the last epoch kept as in every row.
     kit_config = Run(kit_run).config()
@@ -396,7 +430,8 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
                               f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
                               f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)",
                               "scratch + every transfer: 6 views (blend)",
-                              "scratch + every transfer: 6 views (blend, weights fitted out of fold)"]
+                              "scratch + every transfer: 6 views (blend, weights fitted out of fold)", *seed_one,
+                              f"transfer{longer}: same recipe, training seed 1"]
     # The every-schedule blend is the six runs' geometric mean: the scratch views and both bases' fine-tunes.
     assert rows["scratch + every transfer: 6 views (blend)"]["train_seconds"] == pytest.approx(
         rows["scratch + transfer: 4 views (blend)"]["train_seconds"]
@@ -406,8 +441,10 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert sorted(map(min, base_epochs.values())) == [1, 1, 2, 2]
     assert re.search(r"2 epochs \(\d+ s\), accuracy", capsys.readouterr().out)
     from_longer = [Run(path).config()["base_model"] for path in workspace.runs.glob("bench-urbansound8k-*-transfer-*")]
-    assert len(from_longer) == 8 and sum(str(Run(base).model_path(1)) in from_longer
-                                         for base, epochs in base_epochs.items() if epochs == {2}) == 2
+    assert len(from_longer) == 10 and sum(str(Run(base).model_path(1)) in from_longer
+                                          for base, epochs in base_epochs.items() if epochs == {2}) == 2
+    # Fine-tuned from the default view's shorter base: same recipe, lr / 4, make transfer's settings, seed 1.
+    assert from_longer.count(Run(transfer_one).config()["base_model"]) == 4
 
 
 @pytest.mark.slow
@@ -425,7 +462,7 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
     (tmp_path / "tiny-transfer.toml").write_text(TINY_TRANSFER)
     plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.0005}},
-                   base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml").with_protocol(
+                   base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml", training_seeds=()).with_protocol(
         replace(ESC10_TRANSFER, epochs=1))
     shared = _fake_shared(tmp_path, tiny_competition)
     # Every clip its own recording, but one clip outside ESC-10 cut from an ESC-10 clip's recording.

@@ -17,7 +17,10 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    fine-tuning) and what `make transfer` itself trains (its settings file, on the
                    base's features and model); and the default blend with every view fine-tuned
                    from its own ESC-50 base against the blend from scratch; then all of it again
-                   from bases trained on a longer schedule (not with --quick)
+                   from bases trained on a longer schedule (not with --quick); last, the default
+                   recipe's scratch run and plain fine-tune again with other training seeds
+                   (QualityPlan.training_seeds), each seed's gain against its own scratch, and the
+                   target's verdict on the mean over seeds
     fsd-transfer   the FSD subset's default views, each fine-tuned from its ESC-50 base (the transfer
                    protocol's; the guard checks them against the subset's Freesound ids, from the
                    competition's post-competition CSV) on the fsd-subset protocol's repeated folds,
@@ -34,8 +37,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    holds), against the same views from scratch (the esc10 protocol's runs): the gain
                    per fold, the default view also with transfer's fine-tuning variants and
                    `make transfer`'s settings, and the blends of both; from the longer bases too
-                   (not with --quick),
-                   and the scratch views with every schedule's fine-tunes
+                   (not with --quick), and the scratch views with every schedule's fine-tunes; the
+                   training-seed repeats as on transfer
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:

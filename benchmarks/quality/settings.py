@@ -90,6 +90,10 @@ TRANSFER_VARIANTS = {
     "learning rate / 4 (0.0005)": {"learning_rate": 0.0005},
     "90 epochs": {"epochs": 90},
 }
+# The default view's scratch run and plain fine-tune again with these training seeds (the recipe's own is
+# its first), on the transfer protocols' predefined folds and bases: how far the gain moves with the seed alone
+# (its initialisation, data order, augmentation and dropout).
+TRAINING_SEEDS = (1,)
 # The ESC-50 base of the transfer: the default recipe on every ESC-50 clip but UrbanSound8K's recordings,
 # one held-out clip per class (of fold 1) its check; its epochs.
 BASE_EPOCHS = 60
@@ -114,6 +118,7 @@ class QualityPlan:
     fsd_candidates: dict[str, tuple[dict, dict, dict]] = field(default_factory=lambda: dict(FSD_CANDIDATES))
     fsd_extra_views: tuple[Path, ...] = FSD_EXTRA_VIEWS
     transfer_variants: dict[str, dict] = field(default_factory=lambda: dict(TRANSFER_VARIANTS))
+    training_seeds: tuple[int, ...] = TRAINING_SEEDS
     # `make transfer`'s own training settings, fine-tuned from the default view's bases beside the variants.
     kit_transfer: Path = DEFAULT_TRANSFER_EXPERIMENT
     base_epochs: int = BASE_EPOCHS

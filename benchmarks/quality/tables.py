@@ -52,6 +52,31 @@ def transfer_table(rows: dict[str, dict], scratch: str, protocol: Protocol) -> s
     return "\n".join(lines)
 
 
+def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list[str]) -> str:
+    """One row per training seed: scratch's mean accuracy, then each schedule's transfer (by tag) and its gain
+    over scratch of the same seed; then the mean over the seeds where all of them finished."""
+    headers = ["scratch"] + [part for tag in tags for part in (f"transfer{tag}", "gain")]
+    widths = [max(9, len(header) + 2) for header in headers]
+    lines = [f"{'training seed':<16}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
+
+    def line(label: str, by: dict[str, float | None]) -> str:
+        cells = [f"{by['scratch']:.4f}" if by["scratch"] is not None else "-"]
+        for tag in tags:
+            value = by.get(tag)
+            cells.append(f"{value:.4f}" if value is not None else "-")
+            both = value is not None and by["scratch"] is not None
+            cells.append(f"{100 * (value - by['scratch']):+.1f}" if both else "-")
+        return f"{label:<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+
+    lines += [line(str(seed), by) for seed, by in accuracy.items()]
+    if len(accuracy) > 1:
+        columns = ["scratch", *tags]
+        complete = [by for by in accuracy.values() if all(by.get(c) is not None for c in columns)]
+        if len(complete) == len(accuracy):
+            lines.append(line("mean", {c: sum(by[c] for by in complete) / len(complete) for c in columns}))
+    return "\n".join(lines)
+
+
 def met(value: float, target: float) -> str:
     # Accuracies are counts over clips: 0.9200 summed and divided in floating point reads 0.91999...
     return "met" if round(value, 9) >= target else "NOT met"

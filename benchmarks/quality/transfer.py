@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, blend_scores, run_scores
 from benchmarks.quality.settings import BASES_WITHOUT, TARGETS, TRANSFER_GAINS, Protocol
-from benchmarks.quality.tables import met, transfer_gains, transfer_table
+from benchmarks.quality.tables import met, training_seed_table, transfer_gains, transfer_table
 
 
 def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: Path) -> tuple[dict, str]:
@@ -40,12 +42,15 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
     scratch_views: dict[str, Path | None] = {}
     transferred: dict[str, dict[str, Path | None]] = {}  # tag -> view -> its run fine-tuned from that base
     rows, base_notes = {}, []
+    default_bases = {}  # tag -> the default view's base of that schedule
     scratch = f"scratch: {default}"
     for tag, epochs in schedules.items():  # the default recipe's runs first: what a partial run most wants
         bases, notes = Esc50Bases(bench, shared, epochs, without=without,
                                   classes=classes).trained(plan.kit, dataset.name, index.train)
         base_notes += notes
         transferred[tag] = {}
+        if default in bases:
+            default_bases[tag] = bases[default]
         for name, view in views.items():
             if not tag:
                 scratch_views[name] = bench.train(dataset, index, view)
@@ -71,6 +76,9 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
                     label = f"transfer{tag}: make transfer's settings ({plan.kit_transfer.name})"
                     rows[label] = run_scores(run_dir, index, protocol)
                     rows[label]["epochs"] = experiment.train.epochs
+    seed_rows, seed_text = training_seed_repeats(
+        bench, protocol, dataset, index, views[default], default_bases, fine_tune, scratch_views.get(default),
+        {tag: by_view.get(default) for tag, by_view in transferred.items()})
     # The blend transferred against the blend from scratch; the scratch and the transferred views,
     # started apart, may err apart: all of them blended too.
     blend_rows = {}
@@ -129,6 +137,50 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
             text += f"\ntarget: {transfer_blend} {verdict(blend_rows[transfer_blend]['mean']['accuracy'], gain)}"
     if view_notes:
         text += "\n" + "; ".join(view_notes)
+    rows.update(seed_rows)
+    return rows, text + seed_text
+
+
+def training_seed_repeats(bench: Bench, protocol: Protocol, dataset, index, view, bases: dict, fine_tune,
+                          own_scratch: Path | None, own_transfers: dict[str, Path | None]) -> tuple[dict, str]:
+    """The default view's scratch run and its plain fine-tune from each schedule's base (`bases`, by tag)
+    again with the plan's other training seeds, on the same folds from the same bases: each seed's gain
+    over scratch of the same seed, and the target's verdict on the mean over seeds. `own_scratch` and
+    `own_transfers` (by tag): the runs of the recipe's own seed."""
+    own = view.train.seed
+    seeds = [own, *dict.fromkeys(seed for seed in bench.plan.training_seeds if seed != own)]
+    if len(seeds) == 1:
+        return {}, ""
+    runs = {own: {"scratch": own_scratch, **{tag: own_transfers.get(tag) for tag in bases}}}
+    rows = {}
+    for seed in seeds[1:]:
+        experiment = view.with_overrides(train={"seed": seed})
+        runs[seed] = {"scratch": bench.train(dataset, index, experiment)}
+        if runs[seed]["scratch"]:
+            rows[f"scratch: {view.name}, training seed {seed}"] = run_scores(runs[seed]["scratch"], index, protocol)
+        for tag, base in bases.items():
+            runs[seed][tag] = fine_tune(experiment, base)
+            if runs[seed][tag]:
+                rows[f"transfer{tag}: same recipe, training seed {seed}"] = run_scores(runs[seed][tag], index,
+                                                                                      protocol)
+    accuracy = {seed: {column: run_scores(run, index, protocol)["mean"]["accuracy"] if run else None
+                       for column, run in by_column.items()} for seed, by_column in runs.items()}
+    target, gain_target = TARGETS[protocol.dataset], TRANSFER_GAINS.get(protocol.dataset)
+    text = (f"\nthe default recipe ({view.name}) with other training seeds, same folds, same bases: mean accuracy "
+            f"over folds, and each transfer's gain over scratch of the same seed in points\n"
+            + training_seed_table(accuracy, list(bases)))
+    verdicts = []
+    for tag in bases:
+        paired = [(by[tag], by["scratch"]) for by in accuracy.values() if by[tag] is not None
+                  and by["scratch"] is not None]
+        if len(paired) < len(seeds):
+            continue
+        mean = float(np.mean([transfer for transfer, _ in paired]))
+        gain = float(np.mean([transfer - scratch for transfer, scratch in paired]))
+        verdicts.append(f"transfer{tag} {mean:.4f} {met(mean, target)}, gain {100 * gain:+.1f}"
+                        + (f" {met(gain, gain_target)}" if gain_target is not None else ""))
+    text += (f"\ntarget on the mean over training seeds {', '.join(map(str, seeds))}: "
+             + ("; ".join(verdicts) or "not every seed finished"))
     return rows, text
 
 
