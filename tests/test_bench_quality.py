@@ -123,8 +123,9 @@ def test_the_training_seed_table_gives_each_seed_s_gain_over_its_own_scratch_and
     assert lines[2].split() == ["1", "0.6400", "0.6300", "-1.0", "-", "-"]  # against its own seed's scratch
     assert len(lines) == 3  # no mean while a seed's run is missing
     accuracy[1][" (2-epoch bases)"] = 0.70
-    lines = training_seed_table(accuracy, ["", " (2-epoch bases)"]).splitlines()
+    lines = training_seed_table(accuracy, ["", " (2-epoch bases)"], {"scratch": 0.65, "": 0.70}).splitlines()
     assert lines[3].split() == ["mean", "0.6200", "0.6250", "+0.5", "0.6800", "+6.0"]
+    assert lines[4].split() == ["blend", "0.6500", "0.7000", "+5.0", "-", "-"]  # over the scratch seeds' blend
     assert len({len(line) for line in lines}) == 1
 
 
@@ -364,7 +365,9 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     kit = "transfer: make transfer's settings (tiny-transfer.toml)"
     # The default recipe also with the fine-tuning variant (UrbanSound8K's) and `make transfer`'s settings,
     # from the same base.
-    seed_one = ["scratch: tiny-logmel, training seed 1", "transfer: same recipe, training seed 1"]
+    seed_one = ["scratch: tiny-logmel, training seed 1", "transfer: same recipe, training seed 1",
+                "scratch: tiny-logmel, training seeds 0 + 1 (blend)",
+                "transfer: same recipe, training seeds 0 + 1 (blend)"]
     assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lr / 4", kit,
                           f"scratch: {blend}", f"transfer: {blend}", "scratch + transfer: 4 views (blend)",
                           "scratch + transfer: 4 views (blend, weights fitted out of fold)", *seed_one]
@@ -376,15 +379,28 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert Run(scratch_one).config().get("base_model") is None
     (transfer_one,) = [path for path in workspace.runs.glob("bench-urbansound8k-tiny-logmel-transfer-*")
                        if Run(path).config()["params"]["train"]["seed"] == 1]
-    seed_table = out[out.index("with other training seeds"):].splitlines()[1:5]
-    assert [line.split()[0] for line in seed_table] == ["training", "0", "1", "mean"]
-    scratch_acc, transfer_acc = (rows[name]["mean"]["accuracy"] for name in seed_one)
+    seed_table = out[out.index("with other training seeds"):].splitlines()[1:6]
+    assert [line.split()[0] for line in seed_table] == ["training", "0", "1", "mean", "blend"]
+    scratch_acc, transfer_acc = (rows[name]["mean"]["accuracy"] for name in seed_one[:2])
     assert seed_table[2].split()[1:] == [f"{scratch_acc:.4f}", f"{transfer_acc:.4f}",
                                          f"{100 * (transfer_acc - scratch_acc):+.1f}"]
     gains = [transfer_acc - scratch_acc, rows["transfer: same recipe"]["mean"]["accuracy"]
              - rows["scratch: tiny-logmel"]["mean"]["accuracy"]]
-    assert re.search(r"target on the mean over training seeds 0, 1: transfer \d\.\d{4} (NOT )?met, gain "
-                     + re.escape(f"{100 * np.mean(gains):+.1f}"), out)
+    assert re.search(r"target on training seeds 0, 1 \(their mean, their blend\): transfer \d\.\d{4} (NOT )?met, "
+                     r"gain " + re.escape(f"{100 * np.mean(gains):+.1f}"), out)
+    # The seeds' blend: the geometric mean of both seeds' fine-tunes, against both seeds' scratch runs blended.
+    pair = [Run(path).predictions("oof") for path in (transfer_one, *(
+        path for path in workspace.runs.glob("bench-urbansound8k-tiny-logmel-transfer-*")
+        if Run(path).config()["params"]["train"] == {**Run(transfer_one).config()["params"]["train"], "seed": 0}))]
+    assert len(pair) == 2
+    seeds_blend = np.exp(np.mean([np.log(np.maximum(m.probs, 1e-12)) for m in pair], axis=0))
+    right = seeds_blend.argmax(axis=1) == pair[0].true_ids
+    fold_of = np.array([int(PurePath(fname).name.split("-")[0]) // 1000 for fname in pair[0].fnames])
+    assert rows[seed_one[3]]["mean"]["accuracy"] == pytest.approx(
+        np.mean([right[fold_of == fold].mean() for fold in (1, 2)]))
+    blend_gain = rows[seed_one[3]]["mean"]["accuracy"] - rows[seed_one[2]]["mean"]["accuracy"]
+    assert f"transfer, seeds blended {rows[seed_one[3]]['mean']['accuracy']:.4f}" in out
+    assert seed_table[4].split()[-1] == f"{100 * blend_gain:+.1f}"
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
     assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)
@@ -430,8 +446,9 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
                               f"transfer{longer}: {blend}", f"scratch + transfer{longer}: 4 views (blend)",
                               f"scratch + transfer{longer}: 4 views (blend, weights fitted out of fold)",
                               "scratch + every transfer: 6 views (blend)",
-                              "scratch + every transfer: 6 views (blend, weights fitted out of fold)", *seed_one,
-                              f"transfer{longer}: same recipe, training seed 1"]
+                              "scratch + every transfer: 6 views (blend, weights fitted out of fold)", *seed_one[:2],
+                              f"transfer{longer}: same recipe, training seed 1", *seed_one[2:],
+                              f"transfer{longer}: same recipe, training seeds 0 + 1 (blend)"]
     # The every-schedule blend is the six runs' geometric mean: the scratch views and both bases' fine-tunes.
     assert rows["scratch + every transfer: 6 views (blend)"]["train_seconds"] == pytest.approx(
         rows["scratch + transfer: 4 views (blend)"]["train_seconds"]

@@ -52,9 +52,11 @@ def transfer_table(rows: dict[str, dict], scratch: str, protocol: Protocol) -> s
     return "\n".join(lines)
 
 
-def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list[str]) -> str:
+def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list[str],
+                        blended: dict[str, float] | None = None) -> str:
     """One row per training seed: scratch's mean accuracy, then each schedule's transfer (by tag) and its gain
-    over scratch of the same seed; then the mean over the seeds where all of them finished."""
+    over scratch of the same seed; then the mean over the seeds where all of them finished, and the
+    seeds' runs blended (`blended`, by column: "scratch" or a tag) where given."""
     headers = ["scratch"] + [part for tag in tags for part in (f"transfer{tag}", "gain")]
     widths = [max(9, len(header) + 2) for header in headers]
     lines = [f"{'training seed':<16}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
@@ -74,6 +76,8 @@ def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list
         complete = [by for by in accuracy.values() if all(by.get(c) is not None for c in columns)]
         if len(complete) == len(accuracy):
             lines.append(line("mean", {c: sum(by[c] for by in complete) / len(complete) for c in columns}))
+    if blended:
+        lines.append(line("blend", {"scratch": blended.get("scratch"), **{tag: blended.get(tag) for tag in tags}}))
     return "\n".join(lines)
 
 

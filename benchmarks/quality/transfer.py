@@ -165,21 +165,36 @@ def training_seed_repeats(bench: Bench, protocol: Protocol, dataset, index, view
                                                                                       protocol)
     accuracy = {seed: {column: run_scores(run, index, protocol)["mean"]["accuracy"] if run else None
                        for column, run in by_column.items()} for seed, by_column in runs.items()}
+    # The seeds' runs blended (geometric mean): what a practitioner does with them, scratch's as transfer's.
+    seeds_named = " + ".join(map(str, seeds))
+    blended = {}
+    for column in runs[own]:
+        members = [runs[seed][column] for seed in seeds]
+        if all(members):
+            scores = blend_scores(members, index, protocol)
+            label = "scratch: " + view.name if column == "scratch" else f"transfer{column}: same recipe"
+            rows[f"{label}, training seeds {seeds_named} (blend)"] = scores
+            blended[column] = scores["mean"]["accuracy"]
     target, gain_target = TARGETS[protocol.dataset], TRANSFER_GAINS.get(protocol.dataset)
     text = (f"\nthe default recipe ({view.name}) with other training seeds, same folds, same bases: mean accuracy "
-            f"over folds, and each transfer's gain over scratch of the same seed in points\n"
-            + training_seed_table(accuracy, list(bases)))
+            f"over folds, and each transfer's gain over scratch of the same seed (the blend: over the seeds' "
+            f"blend from scratch) in points\n" + training_seed_table(accuracy, list(bases), blended))
+
+    def verdict(pairs: list[tuple[float, float]]) -> str:
+        accuracy_mean = float(np.mean([transfer for transfer, _ in pairs]))
+        gain = float(np.mean([transfer - scratch for transfer, scratch in pairs]))
+        return (f"{accuracy_mean:.4f} {met(accuracy_mean, target)}, gain {100 * gain:+.1f}"
+                + (f" {met(gain, gain_target)}" if gain_target is not None else ""))
+
     verdicts = []
     for tag in bases:
-        paired = [(by[tag], by["scratch"]) for by in accuracy.values() if by[tag] is not None
-                  and by["scratch"] is not None]
-        if len(paired) < len(seeds):
-            continue
-        mean = float(np.mean([transfer for transfer, _ in paired]))
-        gain = float(np.mean([transfer - scratch for transfer, scratch in paired]))
-        verdicts.append(f"transfer{tag} {mean:.4f} {met(mean, target)}, gain {100 * gain:+.1f}"
-                        + (f" {met(gain, gain_target)}" if gain_target is not None else ""))
-    text += (f"\ntarget on the mean over training seeds {', '.join(map(str, seeds))}: "
+        pairs = [(by[tag], by["scratch"]) for by in accuracy.values()
+                 if by[tag] is not None and by["scratch"] is not None]
+        if len(pairs) == len(seeds):
+            verdicts.append(f"transfer{tag} {verdict(pairs)}")
+        if tag in blended and "scratch" in blended:
+            verdicts.append(f"transfer{tag}, seeds blended {verdict([(blended[tag], blended['scratch'])])}")
+    text += (f"\ntarget on training seeds {', '.join(map(str, seeds))} (their mean, their blend): "
              + ("; ".join(verdicts) or "not every seed finished"))
     return rows, text
 
