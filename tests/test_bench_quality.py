@@ -125,7 +125,9 @@ def test_the_training_seed_table_gives_each_seed_s_gain_over_its_own_scratch_and
     accuracy[1][" (2-epoch bases)"] = 0.70
     lines = training_seed_table(accuracy, ["", " (2-epoch bases)"], {"scratch": 0.65, "": 0.70}).splitlines()
     assert lines[3].split() == ["mean", "0.6200", "0.6250", "+0.5", "0.6800", "+6.0"]
-    assert lines[4].split() == ["blend", "0.6500", "0.7000", "+5.0", "-", "-"]  # over the scratch seeds' blend
+    # max - min over the seeds, in points: gains +2.0 and -1.0 are 3.0 apart, +6.0 and +6.0 none
+    assert lines[4].split() == ["spread,", "points", "4.0", "1.0", "3.0", "4.0", "0.0"]
+    assert lines[5].split() == ["blend", "0.6500", "0.7000", "+5.0", "-", "-"]  # over the scratch seeds' blend
     assert len({len(line) for line in lines}) == 1
 
 
@@ -379,8 +381,8 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
     assert Run(scratch_one).config().get("base_model") is None
     (transfer_one,) = [path for path in workspace.runs.glob("bench-urbansound8k-tiny-logmel-transfer-*")
                        if Run(path).config()["params"]["train"]["seed"] == 1]
-    seed_table = out[out.index("with other training seeds"):].splitlines()[1:6]
-    assert [line.split()[0] for line in seed_table] == ["training", "0", "1", "mean", "blend"]
+    seed_table = out[out.index("with other training seeds"):].splitlines()[1:7]
+    assert [line.split()[0] for line in seed_table] == ["training", "0", "1", "mean", "spread,", "blend"]
     scratch_acc, transfer_acc = (rows[name]["mean"]["accuracy"] for name in seed_one[:2])
     assert seed_table[2].split()[1:] == [f"{scratch_acc:.4f}", f"{transfer_acc:.4f}",
                                          f"{100 * (transfer_acc - scratch_acc):+.1f}"]
@@ -400,7 +402,11 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
         np.mean([right[fold_of == fold].mean() for fold in (1, 2)]))
     blend_gain = rows[seed_one[3]]["mean"]["accuracy"] - rows[seed_one[2]]["mean"]["accuracy"]
     assert f"transfer, seeds blended {rows[seed_one[3]]['mean']['accuracy']:.4f}" in out
-    assert seed_table[4].split()[-1] == f"{100 * blend_gain:+.1f}"
+    assert seed_table[5].split()[-1] == f"{100 * blend_gain:+.1f}"
+    # The spread: how far the seed alone moved scratch's accuracy and the gain, in points.
+    scratch_zero = rows["scratch: tiny-logmel"]["mean"]["accuracy"]
+    assert seed_table[4].split()[2] == f"{100 * abs(scratch_acc - scratch_zero):.1f}"
+    assert seed_table[4].split()[-1] == f"{100 * abs(gains[0] - gains[1]):.1f}"
     # One base per view, each trained with the leakage guard on, each fine-tuned into its own run.
     bases = sorted(path.name for path in workspace.runs.glob("bench-esc50-base-*"))
     assert len(bases) == 2 and all(name.endswith("-without-urbansound8k") for name in bases)

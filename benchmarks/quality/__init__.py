@@ -19,9 +19,9 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    from its own ESC-50 base against the blend from scratch; then all of it again
                    from bases trained on a longer schedule (not with --quick); last, the default
                    recipe's scratch run and plain fine-tune again with other training seeds
-                   (QualityPlan.training_seeds), each seed's gain against its own scratch, the
-                   seeds' runs blended, and the target's verdict on the mean over seeds and on
-                   the blends
+                   (QualityPlan.training_seeds), each seed's gain against its own scratch, how far
+                   the seed alone moves each column (max - min, points), the seeds' runs blended,
+                   and the target's verdict on the mean over seeds and on the blends
     fsd-transfer   the FSD subset's default views, each fine-tuned from its ESC-50 base (the transfer
                    protocol's; the guard checks them against the subset's Freesound ids, from the
                    competition's post-competition CSV) on the fsd-subset protocol's repeated folds,

@@ -55,8 +55,8 @@ def transfer_table(rows: dict[str, dict], scratch: str, protocol: Protocol) -> s
 def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list[str],
                         blended: dict[str, float] | None = None) -> str:
     """One row per training seed: scratch's mean accuracy, then each schedule's transfer (by tag) and its gain
-    over scratch of the same seed; then the mean over the seeds where all of them finished, and the
-    seeds' runs blended (`blended`, by column: "scratch" or a tag) where given."""
+    over scratch of the same seed; then, where every seed finished, their mean and their spread (max - min,
+    in points), and the seeds' runs blended (`blended`, by column: "scratch" or a tag) where given."""
     headers = ["scratch"] + [part for tag in tags for part in (f"transfer{tag}", "gain")]
     widths = [max(9, len(header) + 2) for header in headers]
     lines = [f"{'training seed':<16}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
@@ -70,12 +70,23 @@ def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list
             cells.append(f"{100 * (value - by['scratch']):+.1f}" if both else "-")
         return f"{label:<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
 
+    def spread_line(complete: list[dict[str, float]]) -> str:
+        # How far the seed alone moves each column, in points: a gain inside its own spread is noise.
+        def spread(values: list[float]) -> str:
+            return f"{100 * (max(values) - min(values)):.1f}"
+
+        cells = [spread([by["scratch"] for by in complete])]
+        for tag in tags:
+            cells += [spread([by[tag] for by in complete]), spread([by[tag] - by["scratch"] for by in complete])]
+        return f"{'spread, points':<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+
     lines += [line(str(seed), by) for seed, by in accuracy.items()]
     if len(accuracy) > 1:
         columns = ["scratch", *tags]
         complete = [by for by in accuracy.values() if all(by.get(c) is not None for c in columns)]
         if len(complete) == len(accuracy):
             lines.append(line("mean", {c: sum(by[c] for by in complete) / len(complete) for c in columns}))
+            lines.append(spread_line(complete))
     if blended:
         lines.append(line("blend", {"scratch": blended.get("scratch"), **{tag: blended.get(tag) for tag in tags}}))
     return "\n".join(lines)
