@@ -59,7 +59,9 @@ def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list
     in points), and the seeds' runs blended (`blended`, by column: "scratch" or a tag) where given."""
     headers = ["scratch"] + [part for tag in tags for part in (f"transfer{tag}", "gain")]
     widths = [max(9, len(header) + 2) for header in headers]
-    lines = [f"{'training seed':<16}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
+
+    def row(label: str, cells: list[str]) -> str:
+        return f"{label:<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
 
     def line(label: str, by: dict[str, float | None]) -> str:
         cells = [f"{by['scratch']:.4f}" if by["scratch"] is not None else "-"]
@@ -68,7 +70,7 @@ def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list
             cells.append(f"{value:.4f}" if value is not None else "-")
             both = value is not None and by["scratch"] is not None
             cells.append(f"{100 * (value - by['scratch']):+.1f}" if both else "-")
-        return f"{label:<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+        return row(label, cells)
 
     def spread_line(complete: list[dict[str, float]]) -> str:
         # How far the seed alone moves each column, in points: a gain inside its own spread is noise.
@@ -78,8 +80,9 @@ def training_seed_table(accuracy: dict[int, dict[str, float | None]], tags: list
         cells = [spread([by["scratch"] for by in complete])]
         for tag in tags:
             cells += [spread([by[tag] for by in complete]), spread([by[tag] - by["scratch"] for by in complete])]
-        return f"{'spread, points':<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+        return row("spread, points", cells)
 
+    lines = [row("training seed", headers)]
     lines += [line(str(seed), by) for seed, by in accuracy.items()]
     if len(accuracy) > 1:
         columns = ["scratch", *tags]
