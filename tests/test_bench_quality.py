@@ -696,3 +696,80 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
         + sum(h["seconds"].sum() for path in workspace.runs.glob("bench-esc50-tiny-mfcc-*")
               for h in Run(path).histories().values() if len(h) == 2))
     assert "candidate: every view, 2 epochs (blend, weights fitted out of fold)" in rows
+
+
+def test_a_superset_run_s_predictions_are_kept_to_the_dataset_s_labels_in_its_clip_order():
+    import pandas as pd
+
+    from benchmarks.quality.superset import narrowed_probs
+    from competition.datasets.spec import Index
+
+    class Subset:  # the two fields narrowed_probs reads of a dataset
+        name, labels = "sub", ("c", "a")
+
+    index = Index(pd.DataFrame({"fname": ["y", "x"]}), pd.DataFrame())
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]], np.float32)  # x, y over labels a, b, c
+    kept = narrowed_probs(["x", "y"], probs, ("a", "b", "c"), index, Subset)
+    # y first (the index's order), then x; columns c, a; each row renormalised over the two.
+    np.testing.assert_allclose(kept, [[0.3 / 0.8, 0.5 / 0.8], [0.3 / 0.4, 0.1 / 0.4]], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"1 sub clip\(s\) have no held-out prediction in the 1-clip run, e.g. 'y'"):
+        narrowed_probs(["x"], probs[:1], ("a", "b", "c"), index, Subset)
+
+
+@pytest.mark.slow
+def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(tmp_path, tiny_competition, capsys):
+    import pandas as pd
+
+    from benchmarks.quality.settings import ESC50
+    from competition.datasets.esc50 import ESC10_LABELS, LABELS
+    from competition.modeling.runs import Run
+
+    recipes = {}
+    for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc")):
+        recipes[name] = tmp_path / f"{name}.toml"
+        recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
+    plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
+                   longer_schedules={"2 epochs": {"epochs": 2}}).with_protocol(
+        replace(ESC50, epochs=1)).with_protocol(replace(ESC10, epochs=1))
+    shared = _fake_shared(tmp_path, tiny_competition)
+    # Every clip its own recording, but one ESC-10 clip of fold 1 and a clip of fold 2 (another class) cut from one.
+    meta = shared / "esc50" / "meta" / "esc50.csv"
+    table = pd.read_csv(meta)
+    table["src_file"] = 1000 + table.index
+    esc10_clip = table.index[table["esc10"] & (table["fold"] == 1)][0]
+    table.loc[table.index[~table["esc10"] & (table["fold"] == 2)][0], "src_file"] = table.loc[esc10_clip, "src_file"]
+    table.to_csv(meta, index=False)
+    workspace = Workspace(tmp_path / "kit")
+    prefix = "trained on esc50's classes: "
+
+    # Before the ESC-50 protocol ran: nothing of it is trained here, and the note names its runs.
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10"], quick=True, plan=plan)["esc10"]
+    out = capsys.readouterr().out
+    assert not [name for name in rows if name.startswith(prefix)] and not list(workspace.runs.glob("bench-esc50-*"))
+    assert "not finished, so not scored here (the esc50 protocol trains them" in out
+    assert out.count("bench-esc50-tiny-logmel-") == 2  # the protocol's schedule and the longer one
+
+    run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10"], quick=True, plan=plan)["esc10"]
+    out = capsys.readouterr().out
+    blend = f"{prefix}tiny-logmel + tiny-mfcc (blend)"
+    assert [name for name in rows if name.startswith(prefix)] == [
+        f"{prefix}tiny-logmel", f"{prefix}tiny-mfcc", blend, f"{prefix}tiny-logmel + tiny-mfcc (blend, weights fitted "
+                                                             f"out of fold)"]
+    esc10 = table[table["esc10"]]
+    assert f"1 of {len(esc10)} esc10 clips share a recording with a esc50 clip of another fold" in out
+    assert out.count("bench-esc50-tiny-logmel-") == 1  # the longer schedule: not trained with --quick
+    assert f"{prefix}tiny-logmel {rows[f'{prefix}tiny-logmel']['mean']['accuracy']:.4f}" in out.split(
+        "target mean accuracy")[-1]
+    # Each row: the ESC-50 run's held-out predictions on the ESC-10 clips, argmax over ESC-10's labels only.
+    (run_dir,) = [path for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")]
+    oof = Run(run_dir).predictions("oof")
+    by_fname = dict(zip(oof.fnames, oof.probs))
+    columns = [LABELS.index(label) for label in ESC10_LABELS]
+    for fold in range(1, 6):
+        clips = esc10[esc10["fold"] == fold]
+        picked = [ESC10_LABELS[int(np.argmax(by_fname[name][columns]))] for name in clips["filename"]]
+        assert rows[f"{prefix}tiny-logmel"][f"fold {fold}"]["accuracy"] == pytest.approx(
+            np.mean(np.array(picked) == clips["category"].to_numpy()))
+    assert rows[blend]["train_seconds"] == pytest.approx(rows[f"{prefix}tiny-logmel"]["train_seconds"]
+                                                         + rows[f"{prefix}tiny-mfcc"]["train_seconds"])

@@ -32,7 +32,11 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    every view of the default blend on a longer schedule too, alone and blended
                    (not with --quick)
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
-                   read in place as the kit's `esc10` dataset, the longer schedule too
+                   read in place as the kit's `esc10` dataset, the longer schedule too; and
+                   scored by the esc50 protocol's runs where they finished (each view trained on the
+                   other folds' clips of all 50 classes, its held-out predictions of ESC-10's clips
+                   read among ESC-10's 10 labels; nothing trained for it here), alone and blended,
+                   with how many ESC-10 clips share a recording with an ESC-50 clip of another fold
     esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes
                    (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
                    holds), against the same views from scratch (the esc10 protocol's runs): the gain
@@ -71,6 +75,7 @@ protocol, a protocol run again replacing its own table and keeping the others'.
 
 The package, in the order the data flows: settings (protocols, targets, the plan of recipes) ->
 data (the shared copies as datasets) -> bench (training) -> scores -> tables -> one module per
-protocol kind (predefined, repeated, bases + transfer (UrbanSound8K, ESC-10), fsd_transfer) ->
+protocol kind (predefined with superset (ESC-10 from ESC-50's runs), repeated, bases + transfer
+(UrbanSound8K, ESC-10), fsd_transfer) ->
 results -> runner (the entry).
 """

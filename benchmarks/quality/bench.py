@@ -30,16 +30,27 @@ class Bench:
         self.train_only = train_only  # experiment names that may be trained (None: all); the others only read
         self.missing: list[str] = []
 
+    @staticmethod
+    def run_name(dataset, experiment) -> str:
+        return f"bench-{dataset.name}-{experiment.name}-{experiment.hash}"
+
+    def finished(self, dataset, experiment) -> Path | None:
+        """The run's folder where it finished before (another protocol's run, read and never trained)."""
+        from competition.modeling.runs import Run
+
+        run_dir = self.workspace.runs / self.run_name(dataset, experiment)
+        return run_dir if Run(run_dir).has_scores() else None
+
     def train(self, dataset, index, experiment, *, run_name: str | None = None, **kwargs) -> Path | None:
         """The run's folder, trained unless it finished before; None (and named) with --finished-only,
         or when --recipes leaves its recipe out."""
         from competition.modeling.runs import Run
         from competition.modeling.train import train_experiment
 
-        name = run_name or f"bench-{dataset.name}-{experiment.name}-{experiment.hash}"
+        name = run_name or self.run_name(dataset, experiment)
         run_dir = self.workspace.runs / name
         read_only = self.finished_only or (self.train_only is not None and experiment.name not in self.train_only)
-        if read_only and not (run_dir / "scores.json").is_file() and not (
+        if read_only and not Run(run_dir).has_scores() and not (
                 kwargs.get("only_folds") and all(Run(run_dir).fold_is_done(f) for f in kwargs["only_folds"])):
             self.missing.append(name)
             return None

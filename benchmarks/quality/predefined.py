@@ -6,12 +6,14 @@ from __future__ import annotations
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.results import candidates_ahead, previous_rows, rows_ahead
 from benchmarks.quality.scores import blend_scores, fitted_name, run_scores, without_tta
-from benchmarks.quality.settings import FSD_SUBSET, TARGETS, Protocol
+from benchmarks.quality.settings import FSD_SUBSET, SUPERSETS, TARGETS, Protocol
+from benchmarks.quality.superset import superset_rows
 from benchmarks.quality.tables import fold_table, met
 
 
-def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple[dict, str]:
-    """ESC-10, ESC-50, UrbanSound8K: the kit's views, their blend, the peer and the ablation."""
+def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) -> tuple[dict, str]:
+    """ESC-10, ESC-50, UrbanSound8K: the kit's views, their blend, the peer and the ablation; ESC-10 also
+    from the ESC-50 protocol's runs (read from `root`'s copy, where they finished)."""
     plan = bench.plan
     workspace = bench.workspace
     kit = [recipe_experiment(recipe, protocol) for recipe in plan.kit]
@@ -74,12 +76,16 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tup
         if behind:
             candidates_note = (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
                                f"(or not scored there yet): {'; '.join(behind)}")
+    superset, superset_note = (superset_rows(bench, protocol, dataset, index, root) if protocol.dataset in SUPERSETS
+                               else ({}, ""))
+    rows.update(superset)
     target = TARGETS[protocol.dataset]
-    verdicts = "; ".join(f"{name.split(': ')[1]} {rows[name]['mean']['accuracy']:.4f} "
-                         f"{met(rows[name]['mean']['accuracy'], target)}"
-                         for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}", *longer_blends)
-                         if name in rows)
+    # The kit's rows by what follows "kit: " or "candidate: "; the superset's rows by their whole names.
+    judged = {name.split(": ")[1]: name for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}",
+                                                       *longer_blends)} | {name: name for name in superset}
+    verdicts = "; ".join(f"{label} {rows[name]['mean']['accuracy']:.4f} {met(rows[name]['mean']['accuracy'], target)}"
+                         for label, name in judged.items() if name in rows)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds ({protocol.epochs} epochs, "
             f"last epoch kept)\n{fold_table(rows, protocol)}\n"
-            f"target mean accuracy >= {target:.2f}: {verdicts or 'nothing finished'}{candidates_note}")
+            f"target mean accuracy >= {target:.2f}: {verdicts or 'nothing finished'}{candidates_note}{superset_note}")
     return rows, text

@@ -68,7 +68,7 @@ def run_quality_bench(workspace: Workspace, *, quick: bool = False, shared: Path
         elif protocol.seeds:
             rows, text = repeated_protocol(bench, protocol, dataset, index)
         else:
-            rows, text = predefined_protocol(bench, protocol, dataset, index)
+            rows, text = predefined_protocol(bench, protocol, dataset, index, root)
         seconds = time.perf_counter() - protocol_started
         text += f"\n({name}: {seconds:.0f}s wall, this call)"
         print(text, flush=True)

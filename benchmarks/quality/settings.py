@@ -48,6 +48,9 @@ ESC10_TRANSFER = replace(ESC10, name="esc10-transfer",
                          title="ESC-10 (ESC-50 at 16 kHz, Vorbis), 5-fold CV on the predefined folds: every default "
                                "view fine-tuned from a base on ESC-50's other 40 classes (no ESC-10 clip, leakage "
                                "guard on) against the same view from scratch")
+# Datasets whose clips another protocol's dataset holds on the same predefined folds, by that protocol:
+# its runs also score them (ESC-10's clips are ESC-50's).
+SUPERSETS = {"esc10": ESC50}
 PROTOCOLS = {p.key: p for p in (FSD_SUBSET, TRANSFER, FSD_TRANSFER, ESC50, ESC10, ESC10_TRANSFER, URBANSOUND8K)}
 # Those fine-tuned from ESC-50 bases, by the dataset whose recordings their bases leave out (they need
 # its copy and ESC-50's): the FSD subset reuses UrbanSound8K's bases, which share no recording with it.
