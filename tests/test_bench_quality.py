@@ -529,6 +529,17 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     variant = [path for path in transferred if Run(path).config()["params"]["train"]["learning_rate"] == 0.0005]
     assert len(variant) == 1 and Run(variant[0]).config()["base_model"] == logmel_base
     assert set(rows["transfer: same recipe"]) >= {f"fold {fold}" for fold in range(1, 6)}
+    assert "not finished, so not scored here (the esc50 protocol trains them" in out
+
+    # Once the ESC-50 protocol's runs finished: the plain fine-tune beside the default view's ESC-50 run.
+    from benchmarks.quality.settings import ESC50
+
+    plan = replace(plan, peer=recipes[1]).with_protocol(replace(ESC50, epochs=1))
+    run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10-transfer"], quick=True, plan=plan)["esc10-transfer"]
+    beside = "transfer: same recipe + trained on esc50's classes: tiny-logmel: 2 views (blend)"
+    assert list(rows)[4:6] == [beside, beside.replace("(blend)", "(blend, weights fitted out of fold)")]
+    assert re.search(rf"{re.escape(beside.removeprefix('transfer: '))} \d\.\d{{4}} (NOT )?met", capsys.readouterr().out)
 
 
 @pytest.mark.slow
@@ -773,3 +784,20 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
             np.mean(np.array(picked) == clips["category"].to_numpy()))
     assert rows[blend]["train_seconds"] == pytest.approx(rows[f"{prefix}tiny-logmel"]["train_seconds"]
                                                          + rows[f"{prefix}tiny-mfcc"]["train_seconds"])
+    # Beside ESC-10's own runs: their two views and ESC-50's two, blended (argmax of the summed log probabilities).
+    beside = f"kit + {prefix}tiny-logmel + tiny-mfcc: 4 views (blend)"
+    assert beside in rows and beside.replace("(blend)", "(blend, weights fitted out of fold)") in rows
+    log_sum = np.zeros((len(esc10), len(ESC10_LABELS)))
+    for view in ("tiny-logmel", "tiny-mfcc"):
+        (own,) = workspace.runs.glob(f"bench-esc10-{view}-*")
+        own_oof = Run(own).predictions("oof")
+        own_by_fname = dict(zip(own_oof.fnames, own_oof.probs))
+        (big,) = workspace.runs.glob(f"bench-esc50-{view}-*")
+        big_oof = Run(big).predictions("oof")
+        big_by_fname = dict(zip(big_oof.fnames, big_oof.probs))
+        for row, name in enumerate(esc10["filename"]):
+            narrowed = big_by_fname[name][columns] / big_by_fname[name][columns].sum()
+            log_sum[row] += np.log(np.clip(own_by_fname[name], 1e-7, 1)) + np.log(np.clip(narrowed, 1e-7, 1))
+    right = np.array(ESC10_LABELS)[log_sum.argmax(axis=1)] == esc10["category"].to_numpy()
+    for fold in range(1, 6):
+        assert rows[beside][f"fold {fold}"]["accuracy"] == pytest.approx(right[esc10["fold"].to_numpy() == fold].mean())

@@ -7,7 +7,7 @@ from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.results import candidates_ahead, previous_rows, rows_ahead
 from benchmarks.quality.scores import blend_scores, fitted_name, run_scores, without_tta
 from benchmarks.quality.settings import FSD_SUBSET, SUPERSETS, TARGETS, Protocol
-from benchmarks.quality.superset import superset_rows
+from benchmarks.quality.superset import Superset
 from benchmarks.quality.tables import fold_table, met
 
 
@@ -76,8 +76,11 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
         if behind:
             candidates_note = (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
                                f"(or not scored there yet): {'; '.join(behind)}")
-    superset, superset_note = (superset_rows(bench, protocol, dataset, index, root) if protocol.dataset in SUPERSETS
-                               else ({}, ""))
+    superset, superset_note = {}, ""
+    if protocol.dataset in SUPERSETS:
+        views = Superset(bench, protocol, dataset, index, root)
+        superset = {**views.rows(), **views.beside("kit", {e.name: runs[e.name] for e in kit if runs[e.name]})}
+        superset_note = views.note()
     rows.update(superset)
     target = TARGETS[protocol.dataset]
     # The kit's rows by what follows "kit: " or "candidate: "; the superset's rows by their whole names.

@@ -6,6 +6,8 @@ where the ESC-50 protocol's runs finished."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks.quality.bench import Bench, recipe_experiment
@@ -44,44 +46,83 @@ def siblings_in_other_folds(index, superset_index) -> int:
     return count
 
 
-def superset_rows(bench: Bench, protocol: Protocol, dataset, index, root) -> tuple[dict[str, dict], str]:
-    """Each kit view's superset run (the protocol's schedule, then each longer one), where it finished,
-    scored on the protocol's clips among its labels; every view's blend, equal and fitted out of fold."""
-    from competition.modeling.runs import Run
+class Superset:
+    """A protocol's clips as the superset protocol's runs predict them (among the protocol's labels), read where
+    those runs finished: alone, blended, and beside the protocol's own runs."""
 
-    superset = bench.plan.protocols[SUPERSETS[protocol.dataset].key]  # the plan's schedule for it
-    big = protocol_dataset(superset, root)
-    big_index = protocol_index(big, root, superset)
-    true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
-    folds = index.train["fold"].to_numpy()
-    prefix = ROW_PREFIX.format(superset=superset.dataset)
-    rows, missing = {}, []
-    schedules = {"": {}, **{f", {label}": changes for label, changes in bench.plan.longer_schedules.items()}}
-    for suffix, changes in schedules.items():
-        views: dict[str, tuple[np.ndarray, object]] = {}
-        for recipe in bench.plan.kit:
-            experiment = recipe_experiment(recipe, superset, **changes)
-            run_dir = bench.finished(big, experiment)
+    def __init__(self, bench: Bench, protocol: Protocol, dataset, index, root):
+        self.bench, self.protocol, self.dataset, self.index = bench, protocol, dataset, index
+        self.superset = bench.plan.protocols[SUPERSETS[protocol.dataset].key]  # the plan's schedule for it
+        self.big = protocol_dataset(self.superset, root)
+        self.big_index = protocol_index(self.big, root, self.superset)
+        self.true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
+        self.folds = index.train["fold"].to_numpy()
+        self.prefix = ROW_PREFIX.format(superset=self.superset.dataset)
+        self.missing: list[str] = []
+
+    def views(self, changes: dict) -> dict[str, tuple[np.ndarray, Path]]:
+        """Each kit view's superset run with these train changes that finished: its narrowed held-out
+        probabilities (in the index's order) and its folder; the others named in `missing`."""
+        from competition.modeling.runs import Run
+
+        views = {}
+        for recipe in self.bench.plan.kit:
+            experiment = recipe_experiment(recipe, self.superset, **changes)
+            run_dir = self.bench.finished(self.big, experiment)
             if run_dir is None:
-                missing.append(bench.run_name(big, experiment))
+                self.missing.append(self.bench.run_name(self.big, experiment))
                 continue
             oof = Run(run_dir).predictions("oof")
-            views[experiment.name] = narrowed_probs(oof.fnames, oof.probs, big.labels, index, dataset), run_dir
-            rows[f"{prefix}{experiment.name}{suffix}"] = {
-                **fold_scores(true_ids, views[experiment.name][0], folds, protocol),
-                "train_seconds": train_seconds([run_dir])}
-        if len(views) == len(bench.plan.kit) > 1:
-            name = f"{prefix}{' + '.join(views)}{suffix} (blend)"
-            seconds = train_seconds([run_dir for _, run_dir in views.values()])
-            for fitted in (False, True):
-                blend = geometric_blend([probs for probs, _ in views.values()], true_ids, folds, fitted)
-                rows[fitted_name(name) if fitted else name] = {**fold_scores(true_ids, blend, folds, protocol),
-                                                               "train_seconds": seconds}
-    text = (f"\n'{prefix}...': the {superset.dataset} protocol's runs (each view trained on the other folds' clips "
-            f"of all {len(big.labels)} classes), each {dataset.name} clip's held-out prediction read among "
-            f"{dataset.name}'s {len(dataset.labels)} labels; {siblings_in_other_folds(index, big_index)} of "
-            f"{len(index.train)} {dataset.name} clips share a recording with a {superset.dataset} clip of another fold")
-    if missing:
-        text += (f"\nnot finished, so not scored here (the {superset.key} protocol trains them; the longer schedules "
-                 f"not with --quick): {', '.join(missing)}")
-    return rows, text
+            views[experiment.name] = narrowed_probs(oof.fnames, oof.probs, self.big.labels, self.index,
+                                                    self.dataset), run_dir
+        return views
+
+    def scored(self, members: list[np.ndarray], run_dirs: list[Path], fitted: bool = False) -> dict:
+        blend = members[0] if len(members) == 1 else geometric_blend(members, self.true_ids, self.folds, fitted)
+        return {**fold_scores(self.true_ids, blend, self.folds, self.protocol),
+                "train_seconds": train_seconds(run_dirs)}
+
+    def blend_rows(self, name: str, members: dict[str, tuple[np.ndarray, Path]]) -> dict[str, dict]:
+        """The members' geometric mean as two rows: equal weights, and weights fitted out of fold."""
+        probs, run_dirs = [p for p, _ in members.values()], [d for _, d in members.values()]
+        return {(fitted_name(name) if fitted else name): self.scored(probs, run_dirs, fitted)
+                for fitted in (False, True)}
+
+    def rows(self) -> dict[str, dict]:
+        """Each view's superset run (the protocol's schedule, then each longer one) alone, and every view's blend."""
+        rows = {}
+        schedules = {"": {}, **{f", {label}": changes for label, changes in self.bench.plan.longer_schedules.items()}}
+        for suffix, changes in schedules.items():
+            views = self.views(changes)
+            for name, (probs, run_dir) in views.items():
+                rows[f"{self.prefix}{name}{suffix}"] = self.scored([probs], [run_dir])
+            if len(views) == len(self.bench.plan.kit) > 1:
+                rows.update(self.blend_rows(f"{self.prefix}{' + '.join(views)}{suffix} (blend)", views))
+        return rows
+
+    def beside(self, label: str, own: dict[str, Path]) -> dict[str, dict]:
+        """The protocol's own runs (`own`, by view) blended with the superset's runs of the same views (the
+        protocol's schedule), where all of both finished: models trained apart, on other data, err apart."""
+        from competition.modeling.runs import Run
+
+        views = self.views({})
+        if not own or set(own) - set(views):
+            return {}
+        members = {}
+        for name, run_dir in own.items():
+            oof = Run(run_dir).predictions("oof")
+            position = {fname: row for row, fname in enumerate(oof.fnames)}
+            members[f"own {name}"] = oof.probs[[position[f] for f in self.index.train["fname"]]], run_dir
+            members[f"superset {name}"] = views[name]
+        return self.blend_rows(f"{label} + {self.prefix}{' + '.join(own)}: {len(members)} views (blend)", members)
+
+    def note(self) -> str:
+        name, big = self.dataset.name, self.superset.dataset
+        text = (f"\n'{self.prefix}...': the {big} protocol's runs (each view trained on the other folds' clips of "
+                f"all {len(self.big.labels)} classes), each {name} clip's held-out prediction read among {name}'s "
+                f"{len(self.dataset.labels)} labels; {siblings_in_other_folds(self.index, self.big_index)} of "
+                f"{len(self.index.train)} {name} clips share a recording with a {big} clip of another fold")
+        if self.missing:
+            text += (f"\nnot finished, so not scored here (the {self.superset.key} protocol trains them; the longer "
+                     f"schedules not with --quick): {', '.join(dict.fromkeys(self.missing))}")
+        return text

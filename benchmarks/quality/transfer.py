@@ -10,8 +10,10 @@ import numpy as np
 
 from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
 from benchmarks.quality.bench import Bench, recipe_experiment
+from benchmarks.quality.data import shared_copy
 from benchmarks.quality.scores import FITTED, blend_scores, run_scores
-from benchmarks.quality.settings import BASES_WITHOUT, TARGETS, TRANSFER_GAINS, Protocol
+from benchmarks.quality.settings import BASES_WITHOUT, SUPERSETS, TARGETS, TRANSFER_GAINS, Protocol
+from benchmarks.quality.superset import Superset
 from benchmarks.quality.tables import met, training_seed_table, transfer_gains, transfer_table
 
 
@@ -76,6 +78,13 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
                     label = f"transfer{tag}: make transfer's settings ({plan.kit_transfer.name})"
                     rows[label] = run_scores(run_dir, index, protocol)
                     rows[label]["epochs"] = experiment.train.epochs
+    superset_note = ""
+    if protocol.dataset in SUPERSETS:  # each plain fine-tune beside the superset's run of the same view
+        superset = Superset(bench, protocol, dataset, index, shared_copy(shared, protocol, bench.workspace))
+        for tag, by_view in transferred.items():
+            if by_view.get(default):
+                rows.update(superset.beside(f"transfer{tag}: same recipe", {default: by_view[default]}))
+        superset_note = superset.note()
     seed_rows, seed_text = training_seed_repeats(
         bench, protocol, dataset, index, views[default], default_bases, fine_tune, scratch_views.get(default),
         {tag: by_view.get(default) for tag, by_view in transferred.items()})
@@ -137,6 +146,7 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
             text += f"\ntarget: {transfer_blend} {verdict(blend_rows[transfer_blend]['mean']['accuracy'], gain)}"
     if view_notes:
         text += "\n" + "; ".join(view_notes)
+    text += superset_note
     rows.update(seed_rows)
     return rows, text + seed_text
 
