@@ -35,15 +35,17 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    read in place as the kit's `esc10` dataset, the longer schedule too; and
                    scored by the esc50 protocol's runs where they finished (each view trained on the
                    other folds' clips of all 50 classes, its held-out predictions of ESC-10's clips
-                   read among ESC-10's 10 labels; nothing trained for it here), alone and blended,
-                   with how many ESC-10 clips share a recording with an ESC-50 clip of another fold
+                   read among ESC-10's 10 labels; nothing trained for it here), alone, blended, and
+                   blended with ESC-10's own runs of the same views, with how many ESC-10 clips share
+                   a recording with an ESC-50 clip of another fold
     esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes
                    (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
                    holds), against the same views from scratch (the esc10 protocol's runs): the gain
                    per fold, the default view also with transfer's fine-tuning variants and
                    `make transfer`'s settings, and the blends of both; from the longer bases too
-                   (not with --quick), and the scratch views with every schedule's fine-tunes; the
-                   training-seed repeats as on transfer
+                   (not with --quick), and the scratch views with every schedule's fine-tunes; each
+                   plain fine-tune of the default view blended with its ESC-50 protocol run (as on
+                   esc10); the training-seed repeats as on transfer
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:
