@@ -768,7 +768,7 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
         f"{prefix}tiny-logmel", f"{prefix}tiny-mfcc", blend, f"{prefix}tiny-logmel + tiny-mfcc (blend, weights fitted "
                                                              f"out of fold)"]
     esc10 = table[table["esc10"]]
-    assert f"1 of {len(esc10)} esc10 clips share a recording with a esc50 clip of another fold" in out
+    assert f"1 of {len(esc10)} esc10 clips share a recording with a clip of another esc50 fold" in out
     assert out.count("bench-esc50-tiny-logmel-") == 1  # the longer schedule: not trained with --quick
     assert f"{prefix}tiny-logmel {rows[f'{prefix}tiny-logmel']['mean']['accuracy']:.4f}" in out.split(
         "target mean accuracy")[-1]

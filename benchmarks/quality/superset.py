@@ -121,7 +121,7 @@ class Superset:
         text = (f"\n'{self.prefix}...': the {big} protocol's runs (each view trained on the other folds' clips of "
                 f"all {len(self.big.labels)} classes), each {name} clip's held-out prediction read among {name}'s "
                 f"{len(self.dataset.labels)} labels; {siblings_in_other_folds(self.index, self.big_index)} of "
-                f"{len(self.index.train)} {name} clips share a recording with a {big} clip of another fold")
+                f"{len(self.index.train)} {name} clips share a recording with a clip of another {big} fold")
         if self.missing:
             text += (f"\nnot finished, so not scored here (the {self.superset.key} protocol trains them; the longer "
                      f"schedules not with --quick): {', '.join(dict.fromkeys(self.missing))}")
