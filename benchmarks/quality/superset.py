@@ -19,18 +19,22 @@ from benchmarks.quality.settings import SUPERSETS, Protocol
 ROW_PREFIX = "trained on {superset}'s classes: "
 
 
-def narrowed_probs(fnames: list[str], probs: np.ndarray, superset_labels: tuple[str, ...], index,
-                   dataset) -> np.ndarray:
-    """The rows of `index.train`'s clips (in its order) of probabilities over the superset's labels, kept to
-    the dataset's labels and renormalised: the prediction of a model that knows the clip is one of those."""
+def in_index_order(fnames: list[str], probs: np.ndarray, index, dataset) -> np.ndarray:
+    """A run's rows of probabilities for `index.train`'s clips, in its order; every clip must be there."""
     position = {fname: row for row, fname in enumerate(fnames)}
     absent = [fname for fname in index.train["fname"] if fname not in position]
     if absent:
         raise ValueError(f"{len(absent)} {dataset.name} clip(s) have no held-out prediction in the "
                          f"{len(fnames)}-clip run, e.g. {absent[0]!r}")
-    rows = [position[fname] for fname in index.train["fname"]]
+    return probs[[position[fname] for fname in index.train["fname"]]]
+
+
+def narrowed_probs(fnames: list[str], probs: np.ndarray, superset_labels: tuple[str, ...], index,
+                   dataset) -> np.ndarray:
+    """The rows of `index.train`'s clips (in its order) of probabilities over the superset's labels, kept to
+    the dataset's labels and renormalised: the prediction of a model that knows the clip is one of those."""
     columns = [superset_labels.index(label) for label in dataset.labels]
-    kept = probs[np.ix_(rows, columns)].astype(np.float64)
+    kept = in_index_order(fnames, probs, index, dataset)[:, columns].astype(np.float64)
     return kept / np.maximum(kept.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
 
 
@@ -111,8 +115,7 @@ class Superset:
         members = {}
         for name, run_dir in own.items():
             oof = Run(run_dir).predictions("oof")
-            position = {fname: row for row, fname in enumerate(oof.fnames)}
-            members[f"own {name}"] = oof.probs[[position[f] for f in self.index.train["fname"]]], run_dir
+            members[f"own {name}"] = in_index_order(oof.fnames, oof.probs, self.index, self.dataset), run_dir
             members[f"superset {name}"] = views[name]
         return self.blend_rows(f"{label} + {self.prefix}{' + '.join(own)}: {len(members)} views (blend)", members)
 
