@@ -728,7 +728,8 @@ def test_a_superset_run_s_predictions_are_kept_to_the_dataset_s_labels_in_its_cl
 
 
 @pytest.mark.slow
-def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(tmp_path, tiny_competition, capsys):
+def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(tmp_path, tiny_competition, capsys,
+                                                                                 monkeypatch):
     import pandas as pd
 
     from benchmarks.quality.settings import ESC50
@@ -761,8 +762,15 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     assert out.count("bench-esc50-tiny-logmel-") == 2  # the protocol's schedule and the longer one
 
     run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)
+    reads = []  # the ESC-50 runs' held-out predictions: each read once, for its own row, the blend and beside
+    read_predictions = Run.predictions
+    monkeypatch.setattr(Run, "predictions", lambda run, split: reads.append((run.name, split))
+                        or read_predictions(run, split))
     rows = run_quality_bench(workspace, shared=shared, only=["esc10"], quick=True, plan=plan)["esc10"]
     out = capsys.readouterr().out
+    esc50_reads = sorted(read for read in reads if read[0].startswith("bench-esc50-"))
+    assert [split for _, split in esc50_reads] == ["oof", "oof"] and len(set(esc50_reads)) == 2
+    monkeypatch.undo()
     blend = f"{prefix}tiny-logmel + tiny-mfcc (blend)"
     assert [name for name in rows if name.startswith(prefix)] == [
         f"{prefix}tiny-logmel", f"{prefix}tiny-mfcc", blend, f"{prefix}tiny-logmel + tiny-mfcc (blend, weights fitted "

@@ -63,13 +63,17 @@ class Superset:
         self.folds = index.train["fold"].to_numpy()
         self.prefix = ROW_PREFIX.format(superset=self.superset.dataset)
         self.missing: list[str] = []
+        self._views: dict[tuple, dict[str, tuple[np.ndarray, Path]]] = {}  # by train changes: read once
 
     def views(self, changes: dict) -> dict[str, tuple[np.ndarray, Path]]:
         """Each kit view's superset run with these train changes that finished: its narrowed held-out
         probabilities (in the index's order) and its folder; the others named in `missing`."""
         from competition.modeling.runs import Run
 
-        views = {}
+        key = tuple(sorted(changes.items()))
+        if key in self._views:
+            return self._views[key]
+        views = self._views[key] = {}
         for recipe in self.bench.plan.kit:
             experiment = recipe_experiment(recipe, self.superset, **changes)
             run_dir = self.bench.finished(self.big, experiment)
@@ -127,5 +131,5 @@ class Superset:
                 f"{len(self.index.train)} {name} clips share a recording with a clip of another {big} fold")
         if self.missing:
             text += (f"\nnot finished, so not scored here (the {self.superset.key} protocol trains them; the longer "
-                     f"schedules not with --quick): {', '.join(dict.fromkeys(self.missing))}")
+                     f"schedules not with --quick): {', '.join(self.missing)}")
         return text
