@@ -12,6 +12,9 @@ In one process, on the default recipe's model and batch shape:
     oneDNN / Eigen   on a CPU, the pure step in new processes with TensorFlow's oneDNN kernels and with its
                      Eigen kernels (TF_ENABLE_ONEDNN_OPTS=1 / 0; competition/onednn.py): what asking for
                      oneDNN gives where TensorFlow would not turn it on itself
+    bfloat16         on a CPU with bfloat16 instructions (competition/onednn.py), the pure step in a new
+                     process in mixed bfloat16 with oneDNN (what `train.cpu_bfloat16` trains with there),
+                     against the oneDNN float32 row
 
 The cache is made from generated clips of 1 to 8 s (content does not change the speed). Pure step
 and fit are measured in alternating rounds and the median is kept, so a neighbour process loading
@@ -38,7 +41,7 @@ import pandas as pd
 
 from competition.config import DEFAULT_EXPERIMENTS
 from competition.onednn import VARIABLE as ONEDNN_VARIABLE
-from competition.onednn import X86_64
+from competition.onednn import X86_64, cpu_bfloat16_flags, onednn_is_on
 
 DEFAULT_RECIPE = DEFAULT_EXPERIMENTS[0]
 TARGET_RATIO = 0.9
@@ -151,7 +154,8 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
     (pure_wall, pure_cpu, _), (fit_wall, fit_cpu, _) = rates["pure"], rates["fit"]
     names = {"pure": "pure train step (in-memory tensors)", "fit": "fit from tf.data over the cache",
              "fit-tf": "fit, glibc thresholds as TF sets them", "pipeline": "input pipeline alone (no model)",
-             "onednn": "pure step, oneDNN kernels (new process)", "eigen": "pure step, Eigen kernels (new process)"}
+             "onednn": "pure step, oneDNN kernels (new process)", "eigen": "pure step, Eigen kernels (new process)",
+             "bfloat16": "pure step, oneDNN, mixed bfloat16 (new process)"}
     table = pd.DataFrame([
         {"measure": names[name], "samples/s": wall,
          "vs pure": wall / pure_wall if name != "pipeline" else float("nan"), "samples/CPU-s": cpu,
@@ -172,11 +176,15 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
     print(f"glibc's thresholds raised again (allocator): fit at {fit_wall / tf_wall:.2f} x the speed it runs at with "
           f"TensorFlow's, {rates['fit-tf'][2]:.0f} -> {rates['fit'][2]:.0f} page faults a sample")
     if cpu_kernels:
-        this = "oneDNN" if _onednn_is_on() else "Eigen"
+        this = "oneDNN" if onednn_is_on() else "Eigen"
         ratio = rates["onednn"][0] / rates["eigen"][0]
         print(f"TensorFlow's oneDNN CPU kernels ({ONEDNN_VARIABLE}=1, which the kit's commands ask for): the pure "
               f"step at {ratio:.2f} x the speed of its Eigen kernels ({ONEDNN_VARIABLE}=0), each in a new process, "
               f"alternating; the rows above ran with {this}")
+    if "bfloat16" in rates:
+        ratio = rates["bfloat16"][0] / rates["onednn"][0]
+        print(f"mixed bfloat16 on this CPU's {'/'.join(cpu_bfloat16_flags())} (train.cpu_bfloat16): the pure step at "
+              f"{ratio:.2f} x the speed of float32, both with oneDNN in new processes, alternating")
     return table
 
 
@@ -202,41 +210,43 @@ def _pure_steps(model, experiment, length: int, n_bins: int, n_classes: int, n_b
     return pure_steps
 
 
-def pure_step_round(recipe: str, length: int, n_bins: int, n_classes: int, n_batches: int, seed: int) -> None:
-    """A new process's part of the CPU-kernel rows: one traced, then one timed round of the pure step;
-    prints (wall seconds, CPU seconds, page faults) and whether oneDNN was on as JSON."""
+def pure_step_round(recipe: str, length: int, n_bins: int, n_classes: int, n_batches: int, seed: int,
+                    policy: str = "float32") -> None:
+    """A new process's part of the CPU-kernel rows: one traced, then one timed round of the pure step
+    of a model built under Keras' dtype `policy`; prints (wall seconds, CPU seconds, page faults) and
+    whether oneDNN was on as JSON."""
     import tensorflow as tf
 
     from competition.config import load_experiment
     from competition.modeling.allocator import keep_freed_memory
-    from competition.modeling.train import compiled_model
+    from competition.modeling.models import backbone_layers
+    from competition.modeling.train import compiled_model, dtype_policy
 
     tf.config.experimental.enable_op_determinism()
     experiment = load_experiment(Path(recipe))
-    model = compiled_model(experiment, n_bins, n_classes, mean=np.zeros(n_bins), std=np.ones(n_bins))
+    with dtype_policy(policy):
+        model = compiled_model(experiment, n_bins, n_classes, mean=np.zeros(n_bins), std=np.ones(n_bins))
     pure_steps = _pure_steps(model, experiment, length, n_bins, n_classes, n_batches, seed)
     keep_freed_memory()
     pure_steps()
-    print(json.dumps({"timed": _timed(pure_steps), "onednn": _onednn_is_on()}))
-
-
-def _onednn_is_on() -> bool:
-    """What this process's TensorFlow says it runs (it has no public API for it)."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
+    backbone_dtypes = sorted({layer.compute_dtype for layer in backbone_layers(model)})
+    print(json.dumps({"timed": _timed(pure_steps), "onednn": onednn_is_on(), "dtypes": backbone_dtypes}))
 
 
 def _cpu_kernel_rounds(recipe: Path, length: int, n_bins: int, n_classes: int, n_batches: int, rounds: int,
                        seed: int) -> dict[str, list]:
-    """The pure step's rounds with TensorFlow's oneDNN and with its Eigen CPU kernels: the setting is read
-    when TensorFlow is imported, so each round is a new process, the two settings alternating."""
-    times: dict[str, list] = {"onednn": [], "eigen": []}
-    code = (f"from benchmarks.training import pure_step_round; "
-            f"pure_step_round({str(recipe)!r}, {length}, {n_bins}, {n_classes}, {n_batches}, {seed})")
+    """The pure step's rounds with TensorFlow's oneDNN and with its Eigen CPU kernels, and on a CPU with
+    bfloat16 instructions in mixed bfloat16 with oneDNN: the kernel setting is read when TensorFlow is
+    imported, so each round is a new process, the settings alternating."""
+    settings = [("onednn", "1", "float32"), ("eigen", "0", "float32")]
+    if cpu_bfloat16_flags():
+        settings.append(("bfloat16", "1", "mixed_bfloat16"))
+    times: dict[str, list] = {name: [] for name, _, _ in settings}
     root = str(Path(__file__).resolve().parents[1])
     for _ in range(rounds):
-        for name, setting in (("onednn", "1"), ("eigen", "0")):
+        for name, setting, policy in settings:
+            code = (f"from benchmarks.training import pure_step_round; pure_step_round({str(recipe)!r}, {length}, "
+                    f"{n_bins}, {n_classes}, {n_batches}, {seed}, {policy!r})")
             env = {**os.environ, ONEDNN_VARIABLE: setting, "TF_CPP_MIN_LOG_LEVEL": "3",
                    "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
             result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -247,5 +257,8 @@ def _cpu_kernel_rounds(recipe: Path, length: int, n_bins: int, n_classes: int, n
             if measured["onednn"] != (setting == "1"):
                 raise RuntimeError(f"TensorFlow ran with oneDNN {'on' if measured['onednn'] else 'off'} although "
                                    f"{ONEDNN_VARIABLE}={setting} asked otherwise: the rows would compare nothing")
+            computed = "bfloat16" if policy == "mixed_bfloat16" else "float32"
+            if measured["dtypes"] != [computed]:
+                raise RuntimeError(f"the pure step under {policy} computed in {measured['dtypes']}, not {computed}")
             times[name].append(tuple(measured["timed"]))
     return times

@@ -140,6 +140,9 @@ class TrainConfig:
     # say what trained it wherever it ran.
     gpu_batch_size: int = setting(0)  # 0: batch_size; a GPU keeps busy on larger batches than a CPU
     gpu_mixed_precision: bool = setting(False)  # float16 compute, float32 weights and softmax head
+    # On a CPU with bfloat16 instructions (competition/onednn.py), bfloat16 compute with float32 weights
+    # and softmax head; on other CPUs and on a GPU it changes nothing. Hashed like the GPU settings.
+    cpu_bfloat16: bool = setting(False)
     # Transfer only (a run started from a base model's backbone, `make transfer`): the first this many
     # epochs train the head alone, the backbone's weights and batch statistics kept as the base left
     # them; from scratch there is nothing to keep, and it does nothing.
@@ -150,6 +153,8 @@ class TrainConfig:
             raise ConfigError(f"train.keep_epoch must be best or last, not {self.keep_epoch!r}")
         if not isinstance(self.gpu_mixed_precision, bool):
             raise ConfigError(f"train.gpu_mixed_precision must be true or false, not {self.gpu_mixed_precision!r}")
+        if not isinstance(self.cpu_bfloat16, bool):
+            raise ConfigError(f"train.cpu_bfloat16 must be true or false, not {self.cpu_bfloat16!r}")
         if self.gpu_batch_size < 0:
             raise ConfigError(f"train.gpu_batch_size must be 0 (the batch_size) or more, not {self.gpu_batch_size}")
         if self.freeze_backbone_epochs < 0:

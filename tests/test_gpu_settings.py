@@ -86,7 +86,8 @@ def trained_with(workspace, monkeypatch, device: str, settings: TrainConfig) -> 
     dataset = get_dataset("demo")
     experiment = TINY.with_overrides(train={"batch_size": settings.batch_size,
                                             "gpu_batch_size": settings.gpu_batch_size,
-                                            "gpu_mixed_precision": settings.gpu_mixed_precision})
+                                            "gpu_mixed_precision": settings.gpu_mixed_precision,
+                                            "cpu_bfloat16": settings.cpu_bfloat16})
     run_dir = train.train_experiment(workspace, dataset, dataset.index(workspace.dataset_dir("demo")), experiment,
                                      run_name=device, only_folds=[0])
     assert Run(run_dir).config()["hash"] == experiment.hash  # the experiment's own, on any device

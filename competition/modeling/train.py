@@ -12,7 +12,8 @@ epoch, or the fold's final predictions) would not end before it: every epoch tra
 checkpointed and TimeBudgetSpent says which folds are left, so a rerun continues from there. Each
 call makes progress (at least one epoch, or a fold's final predictions), however close the deadline.
 Where TensorFlow sees a GPU, the folds train with the experiment's `gpu_batch_size` and
-`gpu_mixed_precision` (`device_settings`); on the CPU those are ignored.
+`gpu_mixed_precision` (`device_settings`); on the CPU those are ignored, and `cpu_bfloat16` asks for
+mixed bfloat16 where the CPU computes bfloat16 itself (float32 elsewhere, said either way).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from competition.modeling.batches import (
 )
 from competition.modeling.inference import geometric_mean, predict_store
 from competition.modeling.runs import BEST_MODEL, CHECKPOINT, STATE, Run
+from competition.onednn import cpu_computes_bfloat16
 from competition.workspace import Workspace, atomic_write_text
 
 PREFETCH_BATCHES = 2
@@ -132,10 +134,13 @@ def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes:
 
 
 def training_device() -> str:
-    """"GPU" when TensorFlow sees one, else "CPU" (tests replace this to take the GPU's path)."""
+    """"GPU" when TensorFlow sees one, else "CPU", or "CPU-bfloat16" for a CPU that computes bfloat16
+    (competition/onednn.py); tests replace this to take another device's path."""
     import tensorflow as tf
 
-    return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    if tf.config.list_physical_devices("GPU"):
+        return "GPU"
+    return "CPU-bfloat16" if cpu_computes_bfloat16() else "CPU"
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,11 @@ class DeviceSettings:
 
 def device_settings(settings: TrainConfig, device: str) -> DeviceSettings:
     """The batch size and dtype policy of training on `device`: the experiment's `gpu_*` settings on
-    a GPU; on the CPU its plain `batch_size` in float32, whatever they say."""
+    a GPU; on a CPU its plain `batch_size`, in mixed bfloat16 where the experiment asks for it and the
+    CPU computes bfloat16 ("CPU-bfloat16"), else in float32."""
     if device != "GPU":
-        return DeviceSettings(settings.batch_size, "float32")
+        bfloat16 = settings.cpu_bfloat16 and device == "CPU-bfloat16"
+        return DeviceSettings(settings.batch_size, "mixed_bfloat16" if bfloat16 else "float32")
     return DeviceSettings(settings.gpu_batch_size or settings.batch_size,
                           "mixed_float16" if settings.gpu_mixed_precision else "float32")
 
@@ -468,11 +475,11 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
     fold_ids = sorted(folds.unique()) if only_folds is None else only_folds
     todo = [f for f in fold_ids if not run.fold_is_done(int(f))]
     # The run keeps the experiment's hash (claimed above); only what the folds train with follows the device.
-    device = device_settings(experiment.train, training_device())
+    where = training_device()
+    device = device_settings(experiment.train, where)
     trained = experiment.with_overrides(train={"batch_size": device.batch_size})
-    if todo and device != DeviceSettings(experiment.train.batch_size, "float32"):
-        print(f"training on the GPU: batch size {device.batch_size}, dtype policy {device.dtype_policy}",
-              file=sys.stderr, flush=True)
+    if todo:
+        print(_device_line(experiment.train, where, device), file=sys.stderr, flush=True)
     with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run.name}", unit="epoch",
               file=sys.stderr, dynamic_ncols=True) as progress, dtype_policy(device.dtype_policy):
         last_epoch_seconds = 0.0  # of the fold trained before: a fold begun must train an epoch
@@ -490,6 +497,15 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
         assemble_run(run, dataset, index)
         write_report(run.dir)
     return run.dir
+
+
+def _device_line(settings: TrainConfig, where: str, device: DeviceSettings) -> str:
+    """What the folds train on and in which precision, said where it is not the plain CPU float32."""
+    on = "the GPU" if where == "GPU" else "the CPU"
+    line = f"training on {on}: batch size {device.batch_size}, dtype policy {device.dtype_policy}"
+    if settings.cpu_bfloat16 and where == "CPU":
+        return line + " (train.cpu_bfloat16 asks for bfloat16, which this CPU or TensorFlow's kernels do not compute)"
+    return line
 
 
 def _epochs_trained(run: Run, fold: int) -> int:
