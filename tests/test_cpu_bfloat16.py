@@ -9,6 +9,7 @@ import pytest
 
 from competition import onednn
 from competition.config import ConfigError, Experiment, TrainConfig, load_experiment
+from competition.modeling import train
 from competition.modeling.train import DeviceSettings, device_settings, dtype_policy
 
 CPUINFO = """processor\t: 0
@@ -92,3 +93,25 @@ def test_training_says_its_device_and_policy_and_when_bfloat16_is_not_computed(w
     err = capsys.readouterr().err
     assert "dtype policy float32 (train.cpu_bfloat16 asks for bfloat16, which this CPU" in err
 
+
+
+@pytest.mark.slow
+def test_a_fold_trains_in_bfloat16_and_its_done_file_says_so(workspace, monkeypatch):
+    import keras
+    from test_train import TINY
+
+    from competition.datasets.registry import get_dataset
+    from competition.modeling.runs import Run
+
+    monkeypatch.setattr(train, "training_device", lambda: "CPU-bfloat16")
+    dataset = get_dataset("demo")
+    experiment = TINY.with_overrides(train={"epochs": 1, "cpu_bfloat16": True})
+    run_dir = train.train_experiment(workspace, dataset, dataset.index(workspace.dataset_dir("demo")), experiment,
+                                     only_folds=[0])
+    run = Run(run_dir)
+    assert run.fold_summary(0)["dtype_policy"] == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # given back
+    model = keras.models.load_model(run.model_path(0))
+    assert model.get_layer("block1_1_conv").compute_dtype == "bfloat16"
+    oof = run.fold_predictions(0, "oof")
+    assert np.isfinite(oof.probs).all() and oof.probs.dtype == np.float32 and len(oof.fnames) > 0

@@ -369,7 +369,8 @@ class FoldTrainer:
         kept_epoch = state["best_epoch"] if self.experiment.train.keep_epoch == "best" else state["epoch"]
         summary = {"fold": self.fold, "score": oof_score, "metric": self.dataset.metric,
                    "kept_epoch": kept_epoch, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
-                   "n_train": len(self.fit_rows), "n_val": len(self.val_rows)}
+                   "n_train": len(self.fit_rows), "n_val": len(self.val_rows),
+                   "dtype_policy": keras.config.dtype_policy().name}
         run.write_fold_done(self.fold, summary)
         (self.dir / CHECKPOINT).unlink(missing_ok=True)
         (self.dir / STATE).unlink(missing_ok=True)
