@@ -23,7 +23,7 @@ VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 # Where oneDNN is TensorFlow's tested CPU path (on aarch64 it is another library, unmeasured here).
 X86_64 = ("x86_64", "amd64")
 # The CPU flags (Linux's names) of the bfloat16 instructions oneDNN computes bfloat16 layers with; on a
-# CPU with neither, bfloat16 is emulated and slower than float32.
+# CPU with neither, the kit keeps float32 (bfloat16 there would be converted, not computed, in hardware).
 BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -60,6 +60,6 @@ def cpu_bfloat16_flags(cpuinfo: Path = CPUINFO) -> tuple[str, ...]:
 
 def cpu_computes_bfloat16(cpuinfo: Path = CPUINFO) -> bool:
     """True where training in mixed bfloat16 runs on the CPU's own bfloat16 instructions: an x86-64 CPU
-    listing one of BFLOAT16_FLAGS, with TensorFlow's oneDNN kernels on (Eigen's bfloat16 is emulated)."""
+    listing one of BFLOAT16_FLAGS, with TensorFlow's oneDNN kernels on (Eigen's do not use those instructions)."""
     return (platform.machine().lower() in X86_64 and bool(cpu_bfloat16_flags(cpuinfo))
             and onednn_is_on())
