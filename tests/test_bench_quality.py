@@ -684,8 +684,8 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
-                   training_ablations={}, longer_schedules={"2 epochs": {"epochs": 2}}).with_protocol(
-        replace(ESC50, epochs=1))
+                   training_ablations={}, longer_schedules={"2 epochs": {"epochs": 2}},
+                   esc50_candidates={"width 6": ({}, {"width": 6}, {})}).with_protocol(replace(ESC50, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
 
@@ -698,7 +698,8 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
     rows = run_quality_bench(workspace, shared=shared, only=["esc50"], plan=plan)["esc50"]
     assert set(rows["candidate: tiny-logmel, 2 epochs"]) == {"fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean",
                                                             "train_seconds"}
-    assert epochs_trained() == [1] * 5 + [2] * 5  # the default's run reused, the candidate's on its own schedule
+    # the default's run reused, the width candidate on the protocol's schedule, the longer one on its own
+    assert epochs_trained() == [1] * 10 + [2] * 5
     # Every view of the blend on the longer schedule: their blend, with equal and fitted weights.
     assert epochs_trained("tiny-mfcc") == [1] * 5 + [2] * 5
     longer = "candidate: every view, 2 epochs (blend)"
@@ -707,6 +708,11 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
         + sum(h["seconds"].sum() for path in workspace.runs.glob("bench-esc50-tiny-mfcc-*")
               for h in Run(path).histories().values() if len(h) == 2))
     assert "candidate: every view, 2 epochs (blend, weights fitted out of fold)" in rows
+    # ESC-50's own candidate: the default recipe at another width, on the protocol's schedule.
+    assert set(rows["candidate: tiny-logmel, width 6"]) >= {"fold 1", "fold 5", "mean"}
+    widths = sorted(Run(path).config()["params"]["model"]["width"]
+                    for path in workspace.runs.glob("bench-esc50-tiny-logmel-*"))
+    assert widths == [4, 4, 6]  # the default, its longer schedule, the candidate
 
 
 def test_a_superset_run_s_predictions_are_kept_to_the_dataset_s_labels_in_its_clip_order():

@@ -29,8 +29,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    and the blend of the transferred views and of all six; the same from the longer
                    bases (not with --quick), and the scratch views with every schedule's fine-tunes
     esc50          ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds (2,000 clips, 50 classes);
-                   every view of the default blend on a longer schedule too, alone and blended
-                   (not with --quick)
+                   every view of the default blend on a longer schedule too, alone and blended,
+                   and the default recipe at width 32 (not with --quick)
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
                    read in place as the kit's `esc10` dataset, the longer schedule too; and
                    scored by the esc50 protocol's runs where they finished (each view trained on the

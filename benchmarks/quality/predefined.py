@@ -49,6 +49,12 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
             rows[longer_blend] = blend_scores(longer_runs, index, protocol)
             rows[fitted_name(longer_blend)] = blend_scores(longer_runs, index, protocol, fitted=True)
             longer_blends += [longer_blend, fitted_name(longer_blend)]
+    for label, (features, model, train) in ({} if bench.quick or protocol.dataset != "esc50"
+                                            else plan.esc50_candidates).items():
+        experiment = recipe_experiment(plan.kit[0], protocol, features=features, model=model, **train)
+        run_dir = bench.train(dataset, index, experiment)
+        if run_dir:
+            rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
     candidates_note = ""
     if protocol.dataset == "esc10" and not bench.quick:  # the FSD subset's candidates, where the default was shaped
         fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
