@@ -14,7 +14,8 @@ In one process, on the default recipe's model and batch shape:
                      oneDNN gives where TensorFlow would not turn it on itself
     bfloat16         on a CPU with bfloat16 instructions (competition/onednn.py), the pure step in a new
                      process in mixed bfloat16 with oneDNN (what `train.cpu_bfloat16` trains with there),
-                     against the oneDNN float32 row
+                     against the oneDNN float32 row; and the same two on the larger recipe (logmel-cnn-gpu,
+                     twice the width), which asks for it
 
 The cache is made from generated clips of 1 to 8 s (content does not change the speed). Pure step
 and fit are measured in alternating rounds and the median is kept, so a neighbour process loading
@@ -39,11 +40,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.config import DEFAULT_EXPERIMENTS
+from competition.config import DEFAULT_EXPERIMENTS, EXPERIMENTS_DIR
 from competition.onednn import VARIABLE as ONEDNN_VARIABLE
 from competition.onednn import X86_64, cpu_bfloat16_flags, onednn_is_on
 
 DEFAULT_RECIPE = DEFAULT_EXPERIMENTS[0]
+# The larger recipe (twice the width, the same input): bfloat16's gain grows with the width.
+WIDER_RECIPE = EXPERIMENTS_DIR / "logmel-cnn-gpu.toml"
+# The pure step's settings in new processes, by row: (TF_ENABLE_ONEDNN_OPTS, Keras dtype policy).
+KERNEL_SETTINGS = {"onednn": ("1", "float32"), "eigen": ("0", "float32"), "bfloat16": ("1", "mixed_bfloat16")}
 TARGET_RATIO = 0.9
 EPOCHS_PER_ROUND = 2
 
@@ -146,6 +151,8 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
         on_x86_cpu = platform.machine().lower() in X86_64 and not tf.config.list_physical_devices("GPU")
         cpu_kernels = _cpu_kernel_rounds(recipe, length, n_bins, n_classes, n_batches, rounds, seed) \
             if on_x86_cpu else {}
+        wider = _cpu_kernel_rounds(WIDER_RECIPE, length, n_bins, n_classes, n_batches, rounds, seed,
+                                   kernels=("onednn", "bfloat16")) if "bfloat16" in cpu_kernels else {}
     samples = clips * EPOCHS_PER_ROUND
     rates = {name: (_median_rate(samples, [wall for wall, _, _ in triples]),
                     _median_rate(samples, [cpu for _, cpu, _ in triples]),
@@ -184,7 +191,13 @@ def run_training_bench(*, clips: int = 384, rounds: int = 3, n_classes: int = 41
     if "bfloat16" in rates:
         ratio = rates["bfloat16"][0] / rates["onednn"][0]
         print(f"mixed bfloat16 on this CPU's {'/'.join(cpu_bfloat16_flags())} (train.cpu_bfloat16): the pure step at "
-              f"{ratio:.2f} x the speed of float32, both with oneDNN in new processes, alternating")
+              f"{ratio:.2f} x the speed of float32, both with oneDNN in new processes, alternating", end="")
+        if wider:
+            wide = {name: _median_rate(samples, [wall for wall, _, _ in triples]) for name, triples in wider.items()}
+            width = load_experiment(WIDER_RECIPE).model.width
+            print(f"; at width {width} ({WIDER_RECIPE.stem}) {wide['bfloat16'] / wide['onednn']:.2f} x "
+                  f"({wide['onednn']:.0f} -> {wide['bfloat16']:.0f} samples/s)", end="")
+        print()
     return table
 
 
@@ -234,13 +247,13 @@ def pure_step_round(recipe: str, length: int, n_bins: int, n_classes: int, n_bat
 
 
 def _cpu_kernel_rounds(recipe: Path, length: int, n_bins: int, n_classes: int, n_batches: int, rounds: int,
-                       seed: int) -> dict[str, list]:
-    """The pure step's rounds with TensorFlow's oneDNN and with its Eigen CPU kernels, and on a CPU with
-    bfloat16 instructions in mixed bfloat16 with oneDNN: the kernel setting is read when TensorFlow is
-    imported, so each round is a new process, the settings alternating."""
-    settings = [("onednn", "1", "float32"), ("eigen", "0", "float32")]
-    if cpu_bfloat16_flags():
-        settings.append(("bfloat16", "1", "mixed_bfloat16"))
+                       seed: int, kernels: tuple[str, ...] | None = None) -> dict[str, list]:
+    """The pure step's rounds with each of `kernels` (KERNEL_SETTINGS' names; by default TensorFlow's oneDNN
+    and its Eigen CPU kernels, and on a CPU with bfloat16 instructions mixed bfloat16 with oneDNN): the kernel
+    setting is read when TensorFlow is imported, so each round is a new process, the settings alternating."""
+    if kernels is None:
+        kernels = ("onednn", "eigen", *(("bfloat16",) if cpu_bfloat16_flags() else ()))
+    settings = [(name, *KERNEL_SETTINGS[name]) for name in kernels]
     times: dict[str, list] = {name: [] for name, _, _ in settings}
     root = str(Path(__file__).resolve().parents[1])
     for _ in range(rounds):

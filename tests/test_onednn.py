@@ -88,3 +88,15 @@ def test_the_bench_times_each_setting_in_its_own_process():
     assert set(rounds) == {"onednn", "eigen"} | ({"bfloat16"} if onednn.cpu_bfloat16_flags() else set())
     for (wall, cpu, faults), in rounds.values():
         assert wall > 0 and cpu > 0 and faults >= 0
+
+
+@pytest.mark.slow
+@ON_X86
+def test_the_bench_times_the_wider_recipe_in_the_settings_it_names():
+    from benchmarks.training import WIDER_RECIPE, _cpu_kernel_rounds
+    from competition.config import load_experiment
+
+    assert load_experiment(WIDER_RECIPE).train.cpu_bfloat16  # the recipe whose bfloat16 gain the bench shows
+    rounds = _cpu_kernel_rounds(WIDER_RECIPE, length=16, n_bins=16, n_classes=3, n_batches=1, rounds=2, seed=0,
+                                kernels=("bfloat16",))
+    assert list(rounds) == ["bfloat16"] and len(rounds["bfloat16"]) == 2  # and it computed in bfloat16 (checked)
