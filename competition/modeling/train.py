@@ -501,7 +501,7 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
 
 
 def _device_line(settings: TrainConfig, where: str, device: DeviceSettings) -> str:
-    """What the folds train on and in which precision, said where it is not the plain CPU float32."""
+    """What the folds train on and in which precision; where bfloat16 was asked for and is not computed, why."""
     on = "the GPU" if where == "GPU" else "the CPU"
     line = f"training on {on}: batch size {device.batch_size}, dtype policy {device.dtype_policy}"
     if settings.cpu_bfloat16 and where == "CPU":
