@@ -747,7 +747,8 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
         recipes[name] = tmp_path / f"{name}.toml"
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
-                   longer_schedules={"2 epochs": {"epochs": 2}}).with_protocol(
+                   longer_schedules={"2 epochs": {"epochs": 2}}, training_ablations={},
+                   esc50_candidates={"width 6": ({}, {"width": 6}, {})}).with_protocol(
         replace(ESC50, epochs=1)).with_protocol(replace(ESC10, epochs=1))
     shared = _fake_shared(tmp_path, tiny_competition)
     # Every clip its own recording, but one ESC-10 clip of fold 1 and a clip of fold 2 (another class) cut from one.
@@ -765,25 +766,25 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     out = capsys.readouterr().out
     assert not [name for name in rows if name.startswith(prefix)] and not list(workspace.runs.glob("bench-esc50-*"))
     assert "not finished, so not scored here (the esc50 protocol trains them" in out
-    assert out.count("bench-esc50-tiny-logmel-") == 2  # the protocol's schedule and the longer one
+    assert out.count("bench-esc50-tiny-logmel-") == 3  # the protocol's schedule, the longer one, the candidate
 
     run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)
     reads = []  # the ESC-50 runs' held-out predictions: each read once, for its own row, the blend and beside
     read_predictions = Run.predictions
-    monkeypatch.setattr(Run, "predictions", lambda run, split: reads.append((run.name, split))
-                        or read_predictions(run, split))
-    rows = run_quality_bench(workspace, shared=shared, only=["esc10"], quick=True, plan=plan)["esc10"]
+    with monkeypatch.context() as counting:  # its own undo: the fixture's tiny backbone stays registered
+        counting.setattr(Run, "predictions", lambda run, split: reads.append((run.name, split))
+                         or read_predictions(run, split))
+        rows = run_quality_bench(workspace, shared=shared, only=["esc10"], quick=True, plan=plan)["esc10"]
     out = capsys.readouterr().out
     esc50_reads = sorted(read for read in reads if read[0].startswith("bench-esc50-"))
     assert [split for _, split in esc50_reads] == ["oof", "oof"] and len(set(esc50_reads)) == 2
-    monkeypatch.undo()
     blend = f"{prefix}tiny-logmel + tiny-mfcc (blend)"
     assert [name for name in rows if name.startswith(prefix)] == [
         f"{prefix}tiny-logmel", f"{prefix}tiny-mfcc", blend, f"{prefix}tiny-logmel + tiny-mfcc (blend, weights fitted "
                                                              f"out of fold)"]
     esc10 = table[table["esc10"]]
     assert f"1 of {len(esc10)} esc10 clips share a recording with a clip of another esc50 fold" in out
-    assert out.count("bench-esc50-tiny-logmel-") == 1  # the longer schedule: not trained with --quick
+    assert out.count("bench-esc50-tiny-logmel-") == 2  # the longer schedule and the candidate: not with --quick
     assert f"{prefix}tiny-logmel {rows[f'{prefix}tiny-logmel']['mean']['accuracy']:.4f}" in out.split(
         "target mean accuracy")[-1]
     # Each row: the ESC-50 run's held-out predictions on the ESC-10 clips, argmax over ESC-10's labels only.
@@ -791,11 +792,15 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     oof = Run(run_dir).predictions("oof")
     by_fname = dict(zip(oof.fnames, oof.probs))
     columns = [LABELS.index(label) for label in ESC10_LABELS]
-    for fold in range(1, 6):
-        clips = esc10[esc10["fold"] == fold]
-        picked = [ESC10_LABELS[int(np.argmax(by_fname[name][columns]))] for name in clips["filename"]]
-        assert rows[f"{prefix}tiny-logmel"][f"fold {fold}"]["accuracy"] == pytest.approx(
-            np.mean(np.array(picked) == clips["category"].to_numpy()))
+
+    def assert_read_among_esc10_labels(row: str, by_fname: dict) -> None:
+        for fold in range(1, 6):
+            clips = esc10[esc10["fold"] == fold]
+            picked = [ESC10_LABELS[int(np.argmax(by_fname[name][columns]))] for name in clips["filename"]]
+            assert rows[row][f"fold {fold}"]["accuracy"] == pytest.approx(
+                np.mean(np.array(picked) == clips["category"].to_numpy()))
+
+    assert_read_among_esc10_labels(f"{prefix}tiny-logmel", by_fname)
     assert rows[blend]["train_seconds"] == pytest.approx(rows[f"{prefix}tiny-logmel"]["train_seconds"]
                                                          + rows[f"{prefix}tiny-mfcc"]["train_seconds"])
     # Beside ESC-10's own runs: their two views and ESC-50's two, blended (argmax of the summed log probabilities).
@@ -815,3 +820,16 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     right = np.array(ESC10_LABELS)[log_sum.argmax(axis=1)] == esc10["category"].to_numpy()
     for fold in range(1, 6):
         assert rows[beside][f"fold {fold}"]["accuracy"] == pytest.approx(right[esc10["fold"].to_numpy() == fold].mean())
+
+    # Once ESC-50 trained its longer schedule and its candidate (not with --quick): their rows too, and the
+    # candidate's is its own run (width 6) read among ESC-10's labels.
+    run_quality_bench(workspace, shared=shared, only=["esc50"], plan=plan)
+    rows = run_quality_bench(workspace, shared=shared, only=["esc10"], quick=True, plan=plan)["esc10"]
+    assert "not finished, so not scored here" not in capsys.readouterr().out
+    assert {f"{prefix}tiny-logmel, 2 epochs", f"{prefix}tiny-mfcc, 2 epochs",
+            f"{prefix}tiny-logmel, width 6"} <= set(rows)
+    (candidate,) = [path for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")
+                    if Run(path).config()["params"]["model"]["width"] == 6]
+    candidate_oof = Run(candidate).predictions("oof")
+    assert_read_among_esc10_labels(f"{prefix}tiny-logmel, width 6",
+                                   dict(zip(candidate_oof.fnames, candidate_oof.probs)))

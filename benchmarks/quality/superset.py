@@ -68,22 +68,28 @@ class Superset:
     def views(self, changes: dict) -> dict[str, tuple[np.ndarray, Path]]:
         """Each kit view's superset run with these train changes that finished: its narrowed held-out
         probabilities (in the index's order) and its folder; the others named in `missing`."""
-        from competition.modeling.runs import Run
-
         key = tuple(sorted(changes.items()))
         if key in self._views:
             return self._views[key]
         views = self._views[key] = {}
         for recipe in self.bench.plan.kit:
             experiment = recipe_experiment(recipe, self.superset, **changes)
-            run_dir = self.bench.finished(self.big, experiment)
-            if run_dir is None:
-                self.missing.append(self.bench.run_name(self.big, experiment))
-                continue
-            oof = Run(run_dir).predictions("oof")
-            views[experiment.name] = narrowed_probs(oof.fnames, oof.probs, self.big.labels, self.index,
-                                                    self.dataset), run_dir
+            read = self.read(experiment)
+            if read is not None:
+                views[experiment.name] = read
         return views
+
+    def read(self, experiment) -> tuple[np.ndarray, Path] | None:
+        """The superset run's narrowed held-out probabilities (in the index's order) and its folder, where it
+        finished; else None, and its name in `missing`."""
+        from competition.modeling.runs import Run
+
+        run_dir = self.bench.finished(self.big, experiment)
+        if run_dir is None:
+            self.missing.append(self.bench.run_name(self.big, experiment))
+            return None
+        oof = Run(run_dir).predictions("oof")
+        return narrowed_probs(oof.fnames, oof.probs, self.big.labels, self.index, self.dataset), run_dir
 
     def scored(self, members: list[np.ndarray], run_dirs: list[Path], fitted: bool = False) -> dict:
         blend = members[0] if len(members) == 1 else geometric_blend(members, self.true_ids, self.folds, fitted)
@@ -97,7 +103,8 @@ class Superset:
                 for fitted in (False, True)}
 
     def rows(self) -> dict[str, dict]:
-        """Each view's superset run (the protocol's schedule, then each longer one) alone, and every view's blend."""
+        """Each view's superset run (the protocol's schedule, then each longer one) alone, and every view's blend;
+        then each of the superset's own candidates (the default view changed)."""
         rows = {}
         schedules = {"": {}, **{f", {label}": changes for label, changes in self.bench.plan.longer_schedules.items()}}
         for suffix, changes in schedules.items():
@@ -106,7 +113,17 @@ class Superset:
                 rows[f"{self.prefix}{name}{suffix}"] = self.scored([probs], [run_dir])
             if len(views) == len(self.bench.plan.kit) > 1:
                 rows.update(self.blend_rows(f"{self.prefix}{' + '.join(views)}{suffix} (blend)", views))
+        for label, (features, model, train) in self.candidates().items():
+            experiment = recipe_experiment(self.bench.plan.kit[0], self.superset, features=features, model=model,
+                                           **train)
+            read = self.read(experiment)
+            if read is not None:
+                rows[f"{self.prefix}{experiment.name}, {label}"] = self.scored([read[0]], [read[1]])
         return rows
+
+    def candidates(self) -> dict[str, tuple[dict, dict, dict]]:
+        """The superset protocol's candidates: (features, model, train) changes to the default view."""
+        return {"esc50": self.bench.plan.esc50_candidates}.get(self.superset.dataset, {})
 
     def beside(self, label: str, own: dict[str, Path]) -> dict[str, dict]:
         """The protocol's own runs (`own`, by view) blended with the superset's runs of the same views (the
@@ -131,5 +148,5 @@ class Superset:
                 f"{len(self.index.train)} {name} clips share a recording with a clip of another {big} fold")
         if self.missing:
             text += (f"\nnot finished, so not scored here (the {self.superset.key} protocol trains them; the longer "
-                     f"schedules not with --quick): {', '.join(self.missing)}")
+                     f"schedules and its candidates not with --quick): {', '.join(self.missing)}")
         return text
