@@ -36,7 +36,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    scored by the esc50 protocol's runs where they finished (each view trained on the
                    other folds' clips of all 50 classes, its held-out predictions of ESC-10's clips
                    read among ESC-10's 10 labels; nothing trained for it here), alone, blended, and
-                   blended with ESC-10's own runs of the same views, with how many ESC-10 clips share
+                   blended with ESC-10's own runs of the same views; ESC-50's candidates read so too;
+                   with how many ESC-10 clips share
                    a recording with an ESC-50 clip of another fold
     esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes
                    (so no ESC-10 clip; the guard leaves out every clip cut from a recording ESC-10
