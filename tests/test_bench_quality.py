@@ -675,7 +675,7 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
 
 
 @pytest.mark.slow
-def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition):
+def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition, capsys):
     from benchmarks.quality.settings import ESC50
     from competition.modeling.runs import Run
 
@@ -710,6 +710,8 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
     assert "candidate: every view, 2 epochs (blend, weights fitted out of fold)" in rows
     # ESC-50's own candidate: the default recipe at another width, on the protocol's schedule.
     assert set(rows["candidate: tiny-logmel, width 6"]) >= {"fold 1", "fold 5", "mean"}
+    verdicts = capsys.readouterr().out.split("target mean accuracy")[-1].splitlines()[0]
+    assert f"tiny-logmel, width 6 {rows['candidate: tiny-logmel, width 6']['mean']['accuracy']:.4f}" in verdicts
     widths = sorted(Run(path).config()["params"]["model"]["width"]
                     for path in workspace.runs.glob("bench-esc50-tiny-logmel-*"))
     assert widths == [4, 4, 6]  # the default, its longer schedule, the candidate

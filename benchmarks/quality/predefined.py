@@ -55,6 +55,7 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
         run_dir = bench.train(dataset, index, experiment)
         if run_dir:
             rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
+            longer_blends.append(f"candidate: {kit[0].name}, {label}")  # judged against the target too
     candidates_note = ""
     if protocol.dataset == "esc10" and not bench.quick:  # the FSD subset's candidates, where the default was shaped
         fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
