@@ -38,7 +38,7 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
         if run_dir:
             rows[f"ablation: {kit[0].name} {label}"] = run_scores(run_dir, index, protocol)
     longer = {} if bench.quick or protocol.dataset not in ("esc10", "esc50") else plan.longer_schedules
-    longer_blends = []
+    also_judged = []
     for label, changes in longer.items():  # the default first, then the blend's other views
         longer_runs = [bench.train(dataset, index, recipe_experiment(recipe, protocol, **changes))
                        for recipe in plan.kit]
@@ -48,14 +48,14 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
             longer_blend = f"candidate: every view, {label} (blend)"
             rows[longer_blend] = blend_scores(longer_runs, index, protocol)
             rows[fitted_name(longer_blend)] = blend_scores(longer_runs, index, protocol, fitted=True)
-            longer_blends += [longer_blend, fitted_name(longer_blend)]
+            also_judged += [longer_blend, fitted_name(longer_blend)]
     for label, (features, model, train) in ({} if bench.quick or protocol.dataset != "esc50"
                                             else plan.esc50_candidates).items():
         experiment = recipe_experiment(plan.kit[0], protocol, features=features, model=model, **train)
         run_dir = bench.train(dataset, index, experiment)
         if run_dir:
             rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
-            longer_blends.append(f"candidate: {kit[0].name}, {label}")  # judged against the target too
+            also_judged.append(f"candidate: {kit[0].name}, {label}")
     candidates_note = ""
     if protocol.dataset == "esc10" and not bench.quick:  # the FSD subset's candidates, where the default was shaped
         fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
@@ -92,7 +92,7 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
     target = TARGETS[protocol.dataset]
     # The kit's rows by what follows "kit: " or "candidate: "; the superset's rows by their whole names.
     judged = {name.split(": ")[1]: name for name in (blend_name, fitted_name(blend_name), f"kit: {kit[0].name}",
-                                                       *longer_blends)} | {name: name for name in superset}
+                                                       *also_judged)} | {name: name for name in superset}
     verdicts = "; ".join(f"{label} {rows[name]['mean']['accuracy']:.4f} {met(rows[name]['mean']['accuracy'], target)}"
                          for label, name in judged.items() if name in rows)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds ({protocol.epochs} epochs, "
