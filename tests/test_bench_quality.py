@@ -676,6 +676,8 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
 
 @pytest.mark.slow
 def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition, capsys):
+    import json
+
     from benchmarks.quality.settings import ESC50
     from competition.modeling.runs import Run
 
@@ -685,7 +687,8 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
                    training_ablations={}, longer_schedules={"2 epochs": {"epochs": 2}},
-                   esc50_candidates={"width 6": ({}, {"width": 6}, {})}).with_protocol(replace(ESC50, epochs=1))
+                   esc50_candidates={"width 6": ({}, {"width": 6}, {}), "hop 512": ({"hop_length": 512}, {}, {})}
+                   ).with_protocol(replace(ESC50, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
 
@@ -699,7 +702,7 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
     assert set(rows["candidate: tiny-logmel, 2 epochs"]) == {"fold 1", "fold 2", "fold 3", "fold 4", "fold 5", "mean",
                                                             "train_seconds"}
     # the default's run reused, the width candidate on the protocol's schedule, the longer one on its own
-    assert epochs_trained() == [1] * 10 + [2] * 5
+    assert epochs_trained() == [1] * 15 + [2] * 5
     # Every view of the blend on the longer schedule: their blend, with equal and fitted weights.
     assert epochs_trained("tiny-mfcc") == [1] * 5 + [2] * 5
     longer = "candidate: every view, 2 epochs (blend)"
@@ -712,9 +715,16 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
     assert set(rows["candidate: tiny-logmel, width 6"]) >= {"fold 1", "fold 5", "mean"}
     verdicts = capsys.readouterr().out.split("target mean accuracy")[-1].splitlines()[0]
     assert f"tiny-logmel, width 6 {rows['candidate: tiny-logmel, width 6']['mean']['accuracy']:.4f}" in verdicts
-    widths = sorted(Run(path).config()["params"]["model"]["width"]
-                    for path in workspace.runs.glob("bench-esc50-tiny-logmel-*"))
-    assert widths == [4, 4, 6]  # the default, its longer schedule, the candidate
+    params = [Run(path).config()["params"] for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")]
+    shapes = sorted((p["model"]["width"], p["features"]["hop_length"]) for p in params)
+    # the default, its longer schedule, the width candidate, the features candidate
+    assert shapes == [(4, 512), (4, 1024), (4, 1024), (6, 1024)]
+    # The features candidate on frames of its own: its cache beside the default's, more frames a clip.
+    caches = {json.loads((cache / "params.json").read_text())["hop_length"]: np.load(cache / "train" / "frames.npy")
+              for cache in (workspace.features / "esc50").glob("logmel-*")}
+    assert sorted(caches) == [512, 1024] and len(caches[512]) > len(caches[1024])
+    assert set(rows["candidate: tiny-logmel, hop 512"]) >= {"fold 1", "fold 5", "mean"}
+    assert f"tiny-logmel, hop 512 {rows['candidate: tiny-logmel, hop 512']['mean']['accuracy']:.4f}" in verdicts
 
 
 def test_a_superset_run_s_predictions_are_kept_to_the_dataset_s_labels_in_its_clip_order():
