@@ -678,6 +678,8 @@ def test_fsd_transfer_fine_tunes_every_view_from_its_own_base_and_refuses_a_base
 def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_path, tiny_competition, capsys):
     import json
 
+    import pandas as pd
+
     from benchmarks.quality.settings import ESC50
     from competition.modeling.runs import Run
 
@@ -725,6 +727,21 @@ def test_esc50_trains_every_view_on_the_longer_schedule_except_with_quick(tmp_pa
     assert sorted(caches) == [512, 1024] and len(caches[512]) > len(caches[1024])
     assert set(rows["candidate: tiny-logmel, hop 512"]) >= {"fold 1", "fold 5", "mean"}
     assert f"tiny-logmel, hop 512 {rows['candidate: tiny-logmel, hop 512']['mean']['accuracy']:.4f}" in verdicts
+    # The finished candidates blended: per held-out fold, the argmax of their runs' probabilities' product.
+    blend = "candidate: the 2 finished candidates (blend)"
+    assert blend.replace("(blend)", "(blend, weights fitted out of fold)") in rows
+    assert f"the 2 finished candidates (blend) {rows[blend]['mean']['accuracy']:.4f}" in verdicts
+    members = [Run(path).predictions("oof") for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")
+               if (Run(path).config()["params"]["model"]["width"], Run(path).config()["params"]["features"]
+                   ["hop_length"]) in ((6, 1024), (4, 512))]
+    assert len(members) == 2 and members[0].fnames == members[1].fnames
+    meta = pd.read_csv(shared / "esc50" / "meta" / "esc50.csv").set_index("filename")
+    folds = meta.loc[members[0].fnames, "fold"].to_numpy()
+    right = (members[0].probs * members[1].probs).argmax(axis=1) == members[0].true_ids
+    for fold in range(1, 6):
+        assert rows[blend][f"fold {fold}"]["accuracy"] == pytest.approx(right[folds == fold].mean())
+    assert rows[blend]["train_seconds"] == pytest.approx(rows["candidate: tiny-logmel, width 6"]["train_seconds"]
+                                                         + rows["candidate: tiny-logmel, hop 512"]["train_seconds"])
 
 
 def test_a_superset_run_s_predictions_are_kept_to_the_dataset_s_labels_in_its_clip_order():
@@ -760,7 +777,8 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
         recipes[name].write_text(TINY_RECIPE.format(name=name, kind=kind))
     plan = replace(QualityPlan(), kit=(recipes["tiny-logmel"], recipes["tiny-mfcc"]), peer=recipes["tiny-peer"],
                    longer_schedules={"2 epochs": {"epochs": 2}}, training_ablations={},
-                   esc50_candidates={"width 6": ({}, {"width": 6}, {})}).with_protocol(
+                   esc50_candidates={"width 6": ({}, {"width": 6}, {}), "hop 512": ({"hop_length": 512}, {}, {})}
+                   ).with_protocol(
         replace(ESC50, epochs=1)).with_protocol(replace(ESC10, epochs=1))
     shared = _fake_shared(tmp_path, tiny_competition)
     # Every clip its own recording, but one ESC-10 clip of fold 1 and a clip of fold 2 (another class) cut from one.
@@ -778,7 +796,7 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     out = capsys.readouterr().out
     assert not [name for name in rows if name.startswith(prefix)] and not list(workspace.runs.glob("bench-esc50-*"))
     assert "not finished, so not scored here (the esc50 protocol trains them" in out
-    assert out.count("bench-esc50-tiny-logmel-") == 3  # the protocol's schedule, the longer one, the candidate
+    assert out.count("bench-esc50-tiny-logmel-") == 4  # the protocol's schedule, the longer one, the candidates
 
     run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)
     reads = []  # the ESC-50 runs' held-out predictions: each read once, for its own row, the blend and beside
@@ -796,7 +814,7 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
                                                              f"out of fold)"]
     esc10 = table[table["esc10"]]
     assert f"1 of {len(esc10)} esc10 clips share a recording with a clip of another esc50 fold" in out
-    assert out.count("bench-esc50-tiny-logmel-") == 2  # the longer schedule and the candidate: not with --quick
+    assert out.count("bench-esc50-tiny-logmel-") == 3  # the longer schedule and the candidates: not with --quick
     assert f"{prefix}tiny-logmel {rows[f'{prefix}tiny-logmel']['mean']['accuracy']:.4f}" in out.split(
         "target mean accuracy")[-1]
     # Each row: the ESC-50 run's held-out predictions on the ESC-10 clips, argmax over ESC-10's labels only.
@@ -845,3 +863,11 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     candidate_oof = Run(candidate).predictions("oof")
     assert_read_among_esc10_labels(f"{prefix}tiny-logmel, width 6",
                                    dict(zip(candidate_oof.fnames, candidate_oof.probs)))
+    # Both candidates blended, as ESC-50's table blends them: among ESC-10's labels, the argmax of their product.
+    (other,) = [path for path in workspace.runs.glob("bench-esc50-tiny-logmel-*")
+                if Run(path).config()["params"]["features"]["hop_length"] == 512]
+    other_oof = Run(other).predictions("oof")
+    product = dict(zip(other_oof.fnames, other_oof.probs * candidate_oof.probs))
+    assert other_oof.fnames == candidate_oof.fnames
+    assert_read_among_esc10_labels(f"{prefix}the 2 finished candidates (blend)", product)
+    assert f"{prefix}the 2 finished candidates (blend, weights fitted out of fold)" in rows

@@ -31,13 +31,13 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
     esc50          ESC-50 (at 16 kHz, Vorbis), 5-fold CV on the predefined folds (2,000 clips, 50 classes);
                    every view of the default blend on a longer schedule too, alone and blended,
                    and the default recipe at width 32, at 200 epochs and on 16 kHz features of 32 ms frames
-                   (not with --quick)
+                   (not with --quick), and those of them that finished blended
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
                    read in place as the kit's `esc10` dataset, the longer schedule too; and
                    scored by the esc50 protocol's runs where they finished (each view trained on the
                    other folds' clips of all 50 classes, its held-out predictions of ESC-10's clips
                    read among ESC-10's 10 labels; nothing trained for it here), alone, blended, and
-                   blended with ESC-10's own runs of the same views; ESC-50's candidates read so too;
+                   blended with ESC-10's own runs of the same views; ESC-50's candidates and their blend read so too;
                    with how many ESC-10 clips share
                    a recording with an ESC-50 clip of another fold
     esc10-transfer ESC-10's default views, each fine-tuned from a base on ESC-50's other 40 classes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.results import candidates_ahead, previous_rows, rows_ahead
-from benchmarks.quality.scores import blend_scores, fitted_name, run_scores, without_tta
+from benchmarks.quality.scores import blend_scores, candidates_blend_name, fitted_name, run_scores, without_tta
 from benchmarks.quality.settings import FSD_SUBSET, SUPERSETS, TARGETS, Protocol
 from benchmarks.quality.superset import Superset
 from benchmarks.quality.tables import fold_table, met
@@ -49,14 +49,22 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
             rows[longer_blend] = blend_scores(longer_runs, index, protocol)
             rows[fitted_name(longer_blend)] = blend_scores(longer_runs, index, protocol, fitted=True)
             also_judged += [longer_blend, fitted_name(longer_blend)]
+    candidate_runs = {}
     for label, (features, model, train) in ({} if bench.quick or protocol.dataset != "esc50"
                                             else plan.esc50_candidates).items():
         experiment = recipe_experiment(plan.kit[0], protocol, features=features, model=model, **train)
         run_dir = bench.train(dataset, index, experiment)
         if run_dir:
+            candidate_runs[label] = run_dir
             rows[f"candidate: {kit[0].name}, {label}"] = run_scores(run_dir, index, protocol)
             also_judged.append(f"candidate: {kit[0].name}, {label}")
     candidates_note = ""
+    if len(candidate_runs) > 1:  # changes that each help may help apart: their runs err apart
+        name = f"candidate: {candidates_blend_name(len(candidate_runs))}"
+        rows[name] = blend_scores(list(candidate_runs.values()), index, protocol)
+        rows[fitted_name(name)] = blend_scores(list(candidate_runs.values()), index, protocol, fitted=True)
+        also_judged += [name, fitted_name(name)]
+        candidates_note = f"\n'{name}': {'; '.join(candidate_runs)}"
     if protocol.dataset == "esc10" and not bench.quick:  # the FSD subset's candidates, where the default was shaped
         fsd_rows = previous_rows(workspace, FSD_SUBSET.key)
         ahead = candidates_ahead(fsd_rows, f"kit: {kit[0].name}", plan.fsd_candidates)
@@ -81,7 +89,7 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
                     members = [*(runs[e.name] for e in kit), run_dir]
                     rows[f"candidate blend: {label}"] = blend_scores(members, index, protocol)
         if behind:
-            candidates_note = (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
+            candidates_note += (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
                                f"(or not scored there yet): {'; '.join(behind)}")
     superset, superset_note = {}, ""
     if protocol.dataset in SUPERSETS:

@@ -94,6 +94,11 @@ def fitted_name(blend_row: str) -> str:
     return blend_row.replace("(blend)", FITTED)
 
 
+def candidates_blend_name(count: int) -> str:
+    """The row of the default view's finished candidates blended (a protocol's own, or read by a subset)."""
+    return f"the {count} finished candidates (blend)"
+
+
 def geometric_blend(members: list[np.ndarray], true_ids: np.ndarray, folds: np.ndarray, fitted: bool) -> np.ndarray:
     """The members' geometric mean: equal weights, or (`fitted`) each held-out fold's weights fitted on
     the other folds' out-of-fold rows only, as `make ensemble` fits them."""

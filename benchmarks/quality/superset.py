@@ -12,7 +12,7 @@ import numpy as np
 
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.data import protocol_dataset, protocol_index
-from benchmarks.quality.scores import fitted_name, fold_scores, geometric_blend, train_seconds
+from benchmarks.quality.scores import candidates_blend_name, fitted_name, fold_scores, geometric_blend, train_seconds
 from benchmarks.quality.settings import SUPERSETS, Protocol
 
 # Row names: "<superset>'s run: <view>", and the views' blend.
@@ -113,12 +113,16 @@ class Superset:
                 rows[f"{self.prefix}{name}{suffix}"] = self.scored([probs], [run_dir])
             if len(views) == len(self.bench.plan.kit) > 1:
                 rows.update(self.blend_rows(f"{self.prefix}{' + '.join(views)}{suffix} (blend)", views))
+        candidates = {}
         for label, (features, model, train) in self.candidates().items():
             experiment = recipe_experiment(self.bench.plan.kit[0], self.superset, features=features, model=model,
                                            **train)
             read = self.read(experiment)
             if read is not None:
+                candidates[label] = read
                 rows[f"{self.prefix}{experiment.name}, {label}"] = self.scored([read[0]], [read[1]])
+        if len(candidates) > 1:  # as the superset's table blends them
+            rows.update(self.blend_rows(f"{self.prefix}{candidates_blend_name(len(candidates))}", candidates))
         return rows
 
     def candidates(self) -> dict[str, tuple[dict, dict, dict]]:
