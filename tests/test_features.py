@@ -166,6 +166,26 @@ def test_undecodable_test_clips_get_a_blank_row_and_a_warning(tmp_path, competit
     assert "warning: 2 test clip(s)" in capsys.readouterr().err
 
 
+def test_clips_recorded_below_the_features_rate_are_said_when_their_cache_is_built(tmp_path, capsys):
+    competition = make_competition(tmp_path / "demo", n_train=3, n_test=2)  # 16 kHz, and two broken test clips
+    train = sorted((competition / "audio_train").iterdir())
+    write_clip(train[0], 0.5, 300.0, 8000)
+    write_clip(train[1], 0.5, 300.0, 44100)
+    workspace = workspace_with(tmp_path / "kit", competition)
+    build(workspace, tiny_config(), workers=1)
+    err = capsys.readouterr().err
+    assert ("note: 2 of 3 demo train clip(s) are recorded below the features' 22050 Hz (8000 Hz: 1, 16000 Hz: 1): "
+            "resampled up, they hold nothing above 4000 Hz, so the features' top bins are empty for them "
+            "(features.sample_rate sets the rate)") in err
+    assert "note: 2 of 4 demo test clip(s) are recorded below the features' 22050 Hz (16000 Hz: 2)" in err
+    build(workspace, tiny_config(), workers=1)  # current caches: nothing built, nothing said again
+    assert "recorded below" not in capsys.readouterr().err
+    build(workspace, FeatureConfig(kind="logmel", n_mels=32, sample_rate=16000), workers=1)
+    err = capsys.readouterr().err
+    assert "note: 1 of 3 demo train clip(s) are recorded below the features' 16000 Hz (8000 Hz: 1)" in err
+    assert "test clip(s) are recorded below" not in err
+
+
 def test_undecodable_train_clip_is_an_error_naming_it(tmp_path):
     competition = make_competition(tmp_path / "demo", n_train=3, n_test=1, broken_test=False)
     (competition / "audio_train" / "00000001.wav").write_bytes(b"RIFF\x00\x00")

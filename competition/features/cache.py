@@ -43,6 +43,7 @@ import pandas as pd
 
 from competition.config import FeatureConfig
 from competition.errors import KitError
+from competition.features.band import below_rate_notes
 from competition.features.dsp import blank_features, compute_features, decode
 from competition.features.records import (
     RECORD_SUFFIX,
@@ -349,6 +350,8 @@ def build_feature_sets(workspace: Workspace, dataset: str, splits: dict[str, pd.
             _discard_if_damaged(roots[config.key] / split, signatures, verify)
         stale = [config for config in configs if not _pack_is_current(roots[config.key] / split, signatures)]
         if stale:
+            for note in below_rate_notes(table, dataset, split, stale):
+                print(note, file=sys.stderr)
             for config in stale:
                 _remove_leftovers(roots[config.key])
             caches = {roots[config.key] / "clips" / split: config for config in stale}
