@@ -90,7 +90,7 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
                     rows[f"candidate blend: {label}"] = blend_scores(members, index, protocol)
         if behind:
             candidates_note += (f"\nnot trained here, not ahead of {kit[0].name} on the FSD subset's finished repeats "
-                               f"(or not scored there yet): {'; '.join(behind)}")
+                                f"(or not scored there yet): {'; '.join(behind)}")
     superset, superset_note = {}, ""
     if protocol.dataset in SUPERSETS:
         views = Superset(bench, protocol, dataset, index, root)
