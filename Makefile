@@ -87,11 +87,16 @@ bench-quality: venv ## accuracy on real audio in ../shared/data: kit recipe vs Z
 bench-scale: venv ## FOLDS=all kernels run here on a full-size generated competition (rendered once, ~10 GB, into SCALE_DIR=bench-scale/): time, memory, cache disk, Kaggle projection (ALL_FOLDS=1: every fold kernel)
 	$(PY) -m benchmarks scale $(if $(SCALE_DIR),--dir $(SCALE_DIR)) $(if $(ALL_FOLDS),--all-folds)
 
-test: venv ## run the test suite
-	$(PY) -m pytest -q
+# pytest-xdist's workers: most of a test's time is single-threaded Python (Keras tracing tiny models,
+# processes starting); tests on the Kaggle stand-in's fixed port share one worker (their group).
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+test: venv ## run the test suite (TEST_WORKERS=2 processes; 0: all in one)
+	$(PYTEST)
 
 test-fast: venv ## the unit tests only (no slow end-to-end, training or process-spawning checks)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: venv ## ruff over the package, the benchmarks and the tests
 	$(PY) -m ruff check competition benchmarks tests

@@ -73,6 +73,7 @@ SESSION_LIMIT_ERROR = "Maximum batch GPU session count of {limit} reached"
 IN_FLIGHT = ("QUEUED", "RUNNING")
 
 HOST, PORT = "127.0.0.1", 7777
+KAGGLE_PORT_GROUP = "kaggle-port"  # the xdist group of the tests that use it
 BASE_URL = f"http://localhost:{PORT}"
 DROP = "drop"  # fail a method by closing the connection without an answer
 TRUNCATE = "truncate"  # fail a file transfer by closing the connection halfway through the body
@@ -583,6 +584,15 @@ def competition_files(competition_archive) -> Path:
     if not mounted.exists():
         shutil.copytree(unpacked, mounted, ignore=shutil.ignore_patterns("demo.json"))  # the renderer's own notes
     return mounted
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """`make test` runs on pytest-xdist's workers (`--dist loadgroup`): every test pointed at the
+    client's fixed port (through `kaggle_env`) goes to one worker, so no test meets another's stand-in
+    server, or a port it expected free."""
+    for item in items:
+        if "kaggle_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(KAGGLE_PORT_GROUP))
 
 
 @pytest.fixture
