@@ -21,10 +21,12 @@ from kaggle_server import (
     FAKE_TOKEN,
     FAKE_USERNAME,
     HOST,
+    KAGGLE_PORT_GROUP,
     PORT,
     TRUNCATE,
     bind_client_port,
     credential_leaks,
+    pytest_collection_modifyitems,
 )
 
 from competition import kaggle_client
@@ -481,3 +483,24 @@ def test_fresh_process_reads_kaggle_json(kaggle_server, competition_archive, tmp
     assert archive.read_bytes() == competition_archive.read_bytes()
     assert credential_leaks([result.stdout, result.stderr]) == []
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == [".kaggle", ".kaggle/kaggle.json"]
+
+
+
+def test_every_test_on_the_client_s_port_runs_in_one_xdist_group(request):
+    """`make test`'s workers would otherwise run two stand-in servers on one port, or a server where a
+    test expects the port closed."""
+    class Item:
+        def __init__(self, *fixturenames):
+            self.fixturenames, self.marks = fixturenames, []
+
+        def add_marker(self, mark):
+            self.marks.append(mark)
+
+    on_port, elsewhere = Item("tmp_path", "kaggle_env"), Item("tmp_path")
+    pytest_collection_modifyitems([on_port, elsewhere])
+    assert [(mark.name, mark.args) for mark in on_port.marks] == [("xdist_group", (KAGGLE_PORT_GROUP,))]
+    assert elsewhere.marks == []
+    # And this session's tests as collected (all of them under `make test`).
+    for item in request.session.items:
+        marks = [mark.args for mark in item.iter_markers("xdist_group")]
+        assert marks == ([(KAGGLE_PORT_GROUP,)] if "kaggle_env" in item.fixturenames else []), item.nodeid
