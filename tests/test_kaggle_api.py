@@ -485,7 +485,6 @@ def test_fresh_process_reads_kaggle_json(kaggle_server, competition_archive, tmp
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == [".kaggle", ".kaggle/kaggle.json"]
 
 
-
 def test_every_test_on_the_client_s_port_runs_in_one_xdist_group(request):
     """`make test`'s workers would otherwise run two stand-in servers on one port, or a server where a
     test expects the port closed."""
