@@ -32,7 +32,8 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    every view of the default blend on a longer schedule too, alone and blended,
                    and the default recipe at width 32, at 200 epochs and on 16 kHz features of 32 ms frames
                    (there also at width 32, on 120 epochs, on 24 ms frames, and on 32 and 24 ms
-                   frames in float32 beside bfloat16; none with --quick), and those of them that finished blended
+                   frames and 120 epochs in float32 beside bfloat16; none with --quick), and those of them that
+                   finished blended
     esc10          the same, on the rows marked esc10 of the shared ESC-50 copy (400 clips, 10 classes),
                    read in place as the kit's `esc10` dataset, the longer schedule too; and
                    scored by the esc50 protocol's runs where they finished (each view trained on the
