@@ -114,6 +114,11 @@ class ModelConfig:
             raise ConfigError(f"model.bins_pooling must be max or keep, not {self.bins_pooling!r}")
 
 
+# `train.tta_crops` of this value: each clip predicted whole, in one pass (every backbone pools globally
+# over time, so it reads any length), instead of averaged over crops of the training length.
+WHOLE_CLIP = 0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30
@@ -132,7 +137,7 @@ class TrainConfig:
     class_balance: bool = False   # weight the loss so every class weighs the same in total
     patience: int = 8             # epochs without OOF metric gain before stopping (keep_epoch = "best")
     keep_epoch: str = "best"      # best: the epoch with the best OOF metric; last: the final epoch, no early stop
-    tta_crops: int = 5
+    tta_crops: int = 5            # crops averaged per clip at prediction; WHOLE_CLIP (0): the whole clip at once
     seed: int = 0
     # Used only where TensorFlow sees a GPU (train.py's `device_settings`); on the CPU nothing changes.
     # They are hashed like any setting away from its neutral value: on a GPU they change what is
@@ -155,6 +160,9 @@ class TrainConfig:
             raise ConfigError(f"train.gpu_mixed_precision must be true or false, not {self.gpu_mixed_precision!r}")
         if not isinstance(self.cpu_bfloat16, bool):
             raise ConfigError(f"train.cpu_bfloat16 must be true or false, not {self.cpu_bfloat16!r}")
+        if self.tta_crops < 0:
+            raise ConfigError(f"train.tta_crops must be 1 or more crops, or {WHOLE_CLIP} (the whole clip at once), "
+                              f"not {self.tta_crops}")
         if self.gpu_batch_size < 0:
             raise ConfigError(f"train.gpu_batch_size must be 0 (the batch_size) or more, not {self.gpu_batch_size}")
         if self.freeze_backbone_epochs < 0:

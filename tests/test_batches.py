@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from competition.config import TrainConfig
+from competition.config import WHOLE_CLIP, TrainConfig
 from competition.modeling.batches import (
     class_balance_weights,
     fit_length,
@@ -17,7 +17,9 @@ from competition.modeling.batches import (
     training_batches,
     tta_crops,
     tta_starts,
+    whole_clip_length,
 )
+from competition.modeling.inference import predict_clips
 
 
 def fake_store(lengths, bins=4):
@@ -55,6 +57,33 @@ def test_tta_crops_cover_long_clips_and_give_short_clips_one_crop():
     crops, owners = tta_crops(clips, 20, 5)
     assert crops.shape == (5 + 1 + 2, 20, 3)
     assert owners.tolist() == [0] * 5 + [1] + [2] * 2
+
+
+class FrameCountingModel:
+    """Stands in for a Keras model: for each input, how many frames it saw and the sum of its first bin,
+    as a (batch, 2) output."""
+    output_shape = (None, 2)
+
+    def __init__(self):
+        self.batch_shapes = []
+
+    def __call__(self, x, training=False):
+        self.batch_shapes.append(x.shape)
+        return np.stack([np.full(len(x), x.shape[1], np.float32), x[:, :, 0].sum(axis=1)], axis=1)
+
+
+def test_whole_clip_prediction_reads_each_clip_once_at_its_own_length_short_ones_tiled():
+    assert whole_clip_length(100, 20) == 100 and whole_clip_length(7, 20) == 20
+    clips = [np.arange(30.0)[:, None], np.ones((7, 1)), np.full((30, 1), 2.0), np.zeros((45, 1))]
+    model = FrameCountingModel()
+    probs = predict_clips(model, clips, 20, WHOLE_CLIP, batch_size=64)
+    assert probs[:, 0].tolist() == [30, 20, 30, 45]  # every frame, in the clips' own order
+    assert probs[:, 1].tolist() == [sum(range(30)), 20, 60, 0]  # the 7-frame clip tiled to one crop
+    # One batch a length: the two 30-frame clips share one; a clip is never padded to another's length.
+    assert sorted(shape[:2] for shape in model.batch_shapes) == [(1, 20), (1, 45), (2, 30)]
+    # TTA crops read crops of the training length only.
+    crops = FrameCountingModel()
+    assert predict_clips(crops, clips, 20, 5)[:, 0].tolist() == [20, 20, 20, 20]
 
 
 def test_mixup_blends_inputs_labels_and_weights_with_one_share_per_example():

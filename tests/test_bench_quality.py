@@ -258,13 +258,23 @@ tta_crops = 2
 
 @pytest.mark.slow
 def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
-        tmp_path, tiny_competition, capsys):
+        tmp_path, tiny_competition, capsys, monkeypatch):
     import json
 
     import pandas as pd
 
     from benchmarks.quality.bench import recipe_experiment
     from benchmarks.quality.settings import Protocol
+    from competition.config import WHOLE_CLIP
+    from competition.modeling.train import FoldTrainer
+
+    predicted_on, validate = [], FoldTrainer.validate  # how many crops each held-out prediction used
+
+    def validate_and_count(trainer, model, n_crops):
+        predicted_on.append(n_crops)
+        return validate(trainer, model, n_crops)
+
+    monkeypatch.setattr(FoldTrainer, "validate", validate_and_count)
 
     recipes = []
     for name, kind in (("tiny-logmel", "logmel"), ("tiny-mfcc", "mfcc"), ("tiny-peer", "mfcc"), ("tiny-extra", "mfcc")):
@@ -283,7 +293,11 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
                           "kit: tiny-mfcc", "candidate: tiny-logmel, wider", "zoo: tiny-extra",
                           "ablation: tiny-logmel without SpecAugment masking", "ablation: tiny-logmel without mixup",
                           "candidate blend: wider in place of tiny-logmel", "candidate blend: the blend + tiny-extra",
-                          "ablation: tiny-logmel without TTA (1 crop)"]
+                          "ablation: tiny-logmel without TTA (1 crop)", "ablation: tiny-logmel on 5 TTA crops",
+                          "ablation: tiny-logmel on the whole clip in one pass (no crops)"]
+    # Each re-scoring predicts every held-out fold of both repeats its own way (the recipe's own is 2 crops);
+    # training predicts each epoch's check on 1 crop and each fold's held-out clips on 2.
+    assert {n: predicted_on.count(n) for n in (WHOLE_CLIP, 5)} == {WHOLE_CLIP: 4, 5: 4}
     # Each blend row is the blend of its members' runs: their training seconds add up.
     seconds = {name: scores["train_seconds"] for name, scores in rows.items() if "train_seconds" in scores}
     blend = "kit: tiny-logmel + tiny-mfcc (blend)"

@@ -41,6 +41,7 @@ def test_load_experiment_reads_sections(tmp_path):
     ("[datasets.urbansound8k.train]\nbin_shfit = 4\n", "unknown key(s) in [datasets.urbansound8k.train]: bin_shfit"),
     ("[datasets.urbansound8k.trainer]\nepochs = 3\n", "unknown section(s) in [datasets.urbansound8k]: trainer"),
     ("[features]\nkind = 'mfcc'\n[datasets.esc50.train]\nbin_shift = 4\n", "bin_shift and train.gain_db move log-mel"),
+    ("[train]\ntta_crops = -1\n", "train.tta_crops must be 1 or more crops, or 0 (the whole clip at once), not -1"),
 ])
 def test_load_experiment_names_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.toml"

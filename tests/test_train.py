@@ -147,3 +147,25 @@ def test_a_finished_run_has_scores_predictions_and_a_report(workspace):
     assert np.load(run_dir / "test.npz")["probs"].shape == (len(index.test), len(dataset.labels))
     assert json.loads((run_dir / "fold-0" / "done.json").read_text())["kept_epoch"] == 0
     assert (run_dir / "report" / "cv.csv").exists()
+
+
+def test_a_run_predicting_whole_clips_scores_each_held_out_clip_in_one_pass(workspace):
+    import keras
+
+    from competition.config import WHOLE_CLIP
+    from competition.features.cache import build_features
+    from competition.modeling.batches import fit_length
+    from competition.modeling.runs import Run
+
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    experiment = TINY.with_overrides(train={"epochs": 1, "keep_epoch": "last", "tta_crops": WHOLE_CLIP})
+    run = Run(train_experiment(workspace, dataset, index, experiment, run_name="whole-clips", only_folds=[0]))
+    store = build_features(workspace, dataset.name, {"train": index.train}, experiment.features)["train"]
+    model, crop = keras.models.load_model(run.model_path(0)), run.config()["crop_frames"]
+    oof = np.load(run.dir / "fold-0" / "oof.npz")
+    clips = [store.clip(int(row)) for row in store.rows_of(oof["fnames"])]
+    assert any(len(clip) > crop for clip in clips), "no held-out clip longer than a crop: nothing to tell apart"
+    for clip, probs in zip(clips, oof["probs"]):
+        whole = fit_length(clip, max(len(clip), crop))[None]  # all of it; a short one tiled to a crop
+        np.testing.assert_allclose(np.asarray(model(whole, training=False))[0], probs, atol=1e-5)

@@ -67,7 +67,8 @@ its epochs and prints them.
 
 Each recipe is loaded for its dataset, with the experiment file's `[datasets.<name>]` values (the
 log-mel views shift bins and levels on UrbanSound8K only). The ablation takes the default recipe
-apart: its fold models re-scored on one centre crop instead of TTA (every protocol; no training),
+apart: its fold models re-scored predicting otherwise (one centre crop, 5 TTA crops, or each clip whole in
+one pass, whichever is not its own; every protocol; no training),
 each member alone against the blend, and on the FSD subset, ESC-50 and ESC-10 retrained without
 SpecAugment masking and without mixup, on UrbanSound8K without its bin shifts and level changes. --quick skips
 those retrainings. An FSD-subset candidate ahead of the default there is also trained on ESC-10 (but

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.results import candidates_ahead, previous_rows, rows_ahead
-from benchmarks.quality.scores import blend_scores, candidates_blend_name, fitted_name, run_scores, without_tta
+from benchmarks.quality.scores import (
+    blend_scores,
+    candidates_blend_name,
+    fitted_name,
+    prediction_ablations,
+    rescored,
+    run_scores,
+)
 from benchmarks.quality.settings import FSD_SUBSET, SUPERSETS, TARGETS, Protocol
 from benchmarks.quality.superset import Superset
 from benchmarks.quality.tables import fold_table, met
@@ -28,9 +35,9 @@ def predefined_protocol(bench: Bench, protocol: Protocol, dataset, index, root) 
     rows.update({f"kit: {e.name}": run_scores(runs[e.name], index, protocol) for e in kit if runs[e.name]})
     if runs[peer.name]:
         rows[f"peer: Zafar kernel ({peer.name})"] = run_scores(runs[peer.name], index, protocol)
-    if runs[kit[0].name]:
-        rows[f"ablation: {kit[0].name} without TTA (1 crop)"] = without_tta(runs[kit[0].name], workspace, dataset,
-                                                                           index, kit[0], protocol)
+    for label, n_crops in (prediction_ablations(plan, kit[0]) if runs[kit[0].name] else {}).items():
+        rows[f"ablation: {kit[0].name} {label}"] = rescored(runs[kit[0].name], workspace, dataset, index, kit[0],
+                                                            protocol, n_crops)
     variants = {"esc10": plan.training_ablations, "esc50": plan.training_ablations,
                 "urbansound8k": plan.urban_ablations}
     for label, changes in ({} if bench.quick else variants.get(protocol.dataset, {})).items():

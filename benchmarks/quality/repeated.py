@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quality.bench import Bench, recipe_experiment
-from benchmarks.quality.scores import fitted_name, fold_probs, repeat_blend, repeat_oof, repeat_scores, train_seconds
+from benchmarks.quality.scores import (
+    fitted_name,
+    fold_probs,
+    prediction_ablations,
+    repeat_blend,
+    repeat_oof,
+    repeat_scores,
+    train_seconds,
+)
 from benchmarks.quality.settings import FSD_MARGIN_OVER_PEER, TARGETS, Protocol
 from benchmarks.quality.tables import met, repeat_table
 
@@ -79,10 +87,11 @@ def repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple
             rows[label]["train_seconds"] = train_seconds(list(by_seed.values()))
     rows.update(blend_candidates)
     default = kit_names[0]
-    if default in done:
-        rows[f"ablation: {plan.kit[0].stem} without TTA (1 crop)"] = repeat_scores(true_ids, {
+    for label, n_crops in (prediction_ablations(plan, experiments[default][protocol.seeds[0]])
+                           if default in done else {}).items():
+        rows[f"ablation: {plan.kit[0].stem} {label}"] = repeat_scores(true_ids, {
             seed: fold_probs(done[default][seed], workspace, dataset, index, experiments[default][seed], protocol,
-                             n_crops=1) for seed in protocol.seeds})
+                             n_crops=n_crops) for seed in protocol.seeds})
     target, peer = TARGETS["fsd-subset"], f"peer: Zafar kernel ({plan.peer.stem})"
     verdicts = []
     for name in (blend_name, fitted_name(blend_name), default):

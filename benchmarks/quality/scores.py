@@ -1,5 +1,5 @@
 """Scores of the bench's runs: per held-out fold (predefined folds), per repeat (repeated stratified
-folds), of one run, of a run re-scored without TTA, and of a blend of runs (equal weights, or
+folds), of one run, of a run re-scored predicting otherwise, and of a blend of runs (equal weights, or
 `make ensemble`'s weights fitted out of fold)."""
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def run_scores(run_dir: Path, index, protocol: Protocol) -> dict:
 
 def fold_probs(run_dir: Path, workspace: Workspace, dataset, index, experiment, protocol: Protocol,
                n_crops: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Every clip's held-out probabilities from the run's fold models (on `n_crops` crops; its TTA
-    when None), and the fold of every clip, in `index.train`'s order."""
+    """Every clip's held-out probabilities from the run's fold models (on `n_crops` crops, WHOLE_CLIP
+    for each clip whole; its own TTA when None), and the fold of every clip, in `index.train`'s order."""
     import keras
 
     from competition.datasets.folds import load_or_make_folds
@@ -74,15 +74,21 @@ def fold_probs(run_dir: Path, workspace: Workspace, dataset, index, experiment, 
     run = Run(run_dir)
     for fold in protocol.folds:
         trainer = FoldTrainer(run, fold, experiment, dataset, stores, index.train, folds, index.test)
-        probs[trainer.val_positions], _ = trainer.validate(keras.models.load_model(run.model_path(fold)),
-                                                           n_crops or experiment.train.tta_crops)
+        probs[trainer.val_positions], _ = trainer.validate(
+            keras.models.load_model(run.model_path(fold)), experiment.train.tta_crops if n_crops is None else n_crops)
     return probs, folds.to_numpy()
 
 
-def without_tta(run_dir: Path, workspace: Workspace, dataset, index, experiment, protocol: Protocol) -> dict:
-    """The run's fold models re-scored on one centre crop per clip instead of its TTA crops."""
+def prediction_ablations(plan, experiment) -> dict[str, int]:
+    """The plan's ways of predicting (n_crops by label) other than the experiment's own."""
+    return {label: n_crops for label, n_crops in plan.prediction_ablations.items()
+            if n_crops != experiment.train.tta_crops}
+
+
+def rescored(run_dir: Path, workspace: Workspace, dataset, index, experiment, protocol: Protocol, n_crops: int) -> dict:
+    """The run's fold models re-scored on `n_crops` crops per clip (WHOLE_CLIP: each clip whole)."""
     true_ids = index.train["label"].map(dataset.label_to_id).to_numpy()
-    probs, _ = fold_probs(run_dir, workspace, dataset, index, experiment, protocol, n_crops=1)
+    probs, _ = fold_probs(run_dir, workspace, dataset, index, experiment, protocol, n_crops=n_crops)
     return fold_scores(true_ids, probs, index.train["fold"].to_numpy(), protocol)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from competition.config import DEFAULT_EXPERIMENTS, DEFAULT_TRANSFER_EXPERIMENT, EXPERIMENTS_DIR
+from competition.config import DEFAULT_EXPERIMENTS, DEFAULT_TRANSFER_EXPERIMENT, EXPERIMENTS_DIR, WHOLE_CLIP
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ TARGETS = {"esc10": 0.94, "esc50": 0.86, "urbansound8k": 0.70, "fsd-subset": 0.9
 FSD_MARGIN_OVER_PEER = 0.05   # the FSD subset's blend, MAP@3 points over Zafar's recipe on the same folds
 TRANSFER_GAINS = {"urbansound8k": 0.05}  # transfer over scratch, mean accuracy (UrbanSound8K's target)
 
+# The default recipe's fold models re-scored predicting otherwise (no training; every protocol): each way
+# that is not the recipe's own (its train.tta_crops), by the row's label.
+PREDICTION_ABLATIONS = {"without TTA (1 crop)": 1, "on 5 TTA crops": 5,
+                        "on the whole clip in one pass (no crops)": WHOLE_CLIP}
 WITHOUT_MASKING = {"time_masks": 0, "freq_masks": 0}
 WITHOUT_MIXUP = {"mixup_alpha": 0.0}
 # The default recipe retrained without one of its augmentations (not with --quick): on ESC-10, ESC-50 and the FSD
@@ -144,6 +148,7 @@ class QualityPlan:
     # first is the default recipe, the one the ablation takes apart.
     kit: tuple[Path, ...] = DEFAULT_EXPERIMENTS
     peer: Path = EXPERIMENTS_DIR / "zafar-mfcc-cnn.toml"  # the recipe of Zafar's Kaggle kernel
+    prediction_ablations: dict[str, int] = field(default_factory=lambda: dict(PREDICTION_ABLATIONS))
     training_ablations: dict[str, dict] = field(default_factory=lambda: dict(TRAINING_ABLATIONS))
     longer_schedules: dict[str, dict] = field(default_factory=lambda: dict(LONGER_SCHEDULES))
     urban_ablations: dict[str, dict] = field(

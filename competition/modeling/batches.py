@@ -32,6 +32,12 @@ def random_crops(store: FeatureStore, rows: np.ndarray, length: int, rng: np.ran
     return batch
 
 
+def whole_clip_length(n_frames: int, length: int) -> int:
+    """Frames a clip is predicted on with WHOLE_CLIP: all of it, tiled up to one crop if shorter (as in
+    training, where short sounds are tiled, never padded)."""
+    return max(n_frames, length)
+
+
 def tta_starts(n_frames: int, length: int, n_crops: int) -> np.ndarray:
     """Evenly spaced crop starts covering the clip; one crop when the clip fits in one."""
     if n_frames <= length or n_crops <= 1:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.config import Experiment, TrainConfig, config_hash
+from competition.config import WHOLE_CLIP, Experiment, TrainConfig, config_hash
 from competition.datasets.folds import load_or_make_folds
 from competition.datasets.spec import Dataset, Index
 from competition.errors import KitError
@@ -42,6 +42,7 @@ from competition.modeling.batches import (
     class_balance_weights,
     soft_targets,
     training_batches,
+    whole_clip_length,
 )
 from competition.modeling.inference import geometric_mean, predict_store
 from competition.modeling.runs import BEST_MODEL, CHECKPOINT, STATE, Run
@@ -289,8 +290,17 @@ class FoldTrainer:
         one crop of the held-out clips an epoch)."""
         validating = max(record["seconds"] - record["fit_seconds"] for record in state["history"])
         n_test = len(self.test_table) if "test" in self.stores else 0
-        finishing = validating * self.experiment.train.tta_crops * (1 + n_test / max(1, len(self.val_rows)))
+        finishing = validating * self.crops_per_clip() * (1 + n_test / max(1, len(self.val_rows)))
         return (self.longest_epoch if self.more_epochs(state, state["epoch"] + 1) else 0.0) + finishing
+
+    def crops_per_clip(self) -> float:
+        """A final prediction's work per clip, in crops: the TTA crops, or (WHOLE_CLIP) the held-out
+        clips' mean length in crops."""
+        n_crops = self.experiment.train.tta_crops
+        if n_crops != WHOLE_CLIP:
+            return float(n_crops)
+        frames = self.stores["train"].index["length"].to_numpy()[self.val_rows]
+        return float(np.mean([whole_clip_length(int(n), self.length) for n in frames])) / self.length
 
     def should_stop(self, state: dict, next_epoch: int) -> bool:
         """Early stopping: no OOF gain for `patience` epochs (only when the best epoch is kept)."""
