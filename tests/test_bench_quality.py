@@ -885,3 +885,26 @@ def test_esc10_is_also_scored_by_the_esc50_protocol_s_runs_among_its_own_labels(
     assert other_oof.fnames == candidate_oof.fnames
     assert_read_among_esc10_labels(f"{prefix}the 2 finished candidates (blend)", product)
     assert f"{prefix}the 2 finished candidates (blend, weights fitted out of fold)" in rows
+
+
+@pytest.mark.slow
+def test_finished_only_predicts_a_run_whose_twin_finished_and_trains_nothing_else(workspace):
+    from benchmarks.quality.bench import Bench
+    from competition.config import WHOLE_CLIP, Experiment, FeatureConfig, FoldConfig, ModelConfig, TrainConfig
+    from competition.datasets.registry import get_dataset
+    from competition.modeling.runs import Run
+    from competition.modeling.train import train_experiment
+
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    crops = Experiment(name="tiny", features=FeatureConfig(n_mels=16), model=ModelConfig(width=4),
+                       train=TrainConfig(epochs=1, crop_seconds=1.0, tta_crops=2), folds=FoldConfig(k=2))
+    whole, longer = (crops.with_overrides(train={"tta_crops": WHOLE_CLIP}),
+                     crops.with_overrides(train={"tta_crops": WHOLE_CLIP, "epochs": 2}))
+    twin = train_experiment(workspace, dataset, index, crops, run_name=Bench.run_name(dataset, crops))
+    bench = Bench(workspace, quick=False, finished_only=True, plan=QualityPlan())
+    run_dir = bench.train(dataset, index, whole)
+    assert run_dir == workspace.runs / Bench.run_name(dataset, whole) and Run(run_dir).has_scores()
+    assert {Run(run_dir).fold_summary(fold)["predicted_from"] for fold in (0, 1)} == {twin.name}
+    assert bench.train(dataset, index, longer) is None and bench.missing == [Bench.run_name(dataset, longer)]
+    assert not (workspace.runs / Bench.run_name(dataset, longer)).exists()

@@ -149,7 +149,7 @@ def test_a_finished_run_has_scores_predictions_and_a_report(workspace):
     assert (run_dir / "report" / "cv.csv").exists()
 
 
-def test_a_run_predicting_whole_clips_scores_each_held_out_clip_in_one_pass(workspace):
+def test_a_run_differing_only_in_tta_predicts_its_twin_s_fold_models_anew_on_whole_clips(workspace, capfd):
     import keras
 
     from competition.config import WHOLE_CLIP
@@ -159,13 +159,28 @@ def test_a_run_predicting_whole_clips_scores_each_held_out_clip_in_one_pass(work
 
     dataset = get_dataset("demo")
     index = dataset.index(workspace.dataset_dir("demo"))
-    experiment = TINY.with_overrides(train={"epochs": 1, "keep_epoch": "last", "tta_crops": WHOLE_CLIP})
-    run = Run(train_experiment(workspace, dataset, index, experiment, run_name="whole-clips", only_folds=[0]))
-    store = build_features(workspace, dataset.name, {"train": index.train}, experiment.features)["train"]
+    crops = TINY.with_overrides(train={"epochs": 2, "keep_epoch": "last"})
+    whole = crops.with_overrides(train={"tta_crops": WHOLE_CLIP})
+    first = Run(train_experiment(workspace, dataset, index, crops, run_name="two-crops", only_folds=[0]))
+    capfd.readouterr()
+    run = Run(train_experiment(workspace, dataset, index, whole, run_name="whole-clips", only_folds=[0]))
+    assert "whole-clips: fold 0 is two-crops's fold model" in capfd.readouterr().err
+    assert run.config()["hash"] != first.config()["hash"]
+    assert run.model_path(0).read_bytes() == first.model_path(0).read_bytes()
+    pd.testing.assert_frame_equal(run.histories()[0], first.histories()[0])
+    summary = run.fold_summary(0)
+    assert summary["predicted_from"] == "two-crops" and summary["epochs_run"] == 2 and summary["kept_epoch"] == 1
+    # Its held-out clips predicted whole: each in one pass, a short one tiled to one crop.
+    store = build_features(workspace, dataset.name, {"train": index.train}, whole.features)["train"]
     model, crop = keras.models.load_model(run.model_path(0)), run.config()["crop_frames"]
     oof = np.load(run.dir / "fold-0" / "oof.npz")
     clips = [store.clip(int(row)) for row in store.rows_of(oof["fnames"])]
     assert any(len(clip) > crop for clip in clips), "no held-out clip longer than a crop: nothing to tell apart"
     for clip, probs in zip(clips, oof["probs"]):
-        whole = fit_length(clip, max(len(clip), crop))[None]  # all of it; a short one tiled to a crop
-        np.testing.assert_allclose(np.asarray(model(whole, training=False))[0], probs, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(model(fit_length(clip, max(len(clip), crop))[None], training=False))[0],
+                                   probs, atol=1e-5)
+    assert not np.allclose(oof["probs"], np.load(first.dir / "fold-0" / "oof.npz")["probs"], atol=1e-4)
+    # Trained otherwise (one epoch more): not a twin, trained.
+    longer = Run(train_experiment(workspace, dataset, index, whole.with_overrides(train={"epochs": 3}),
+                                  run_name="longer", only_folds=[0]))
+    assert "predicted_from" not in longer.fold_summary(0) and longer.fold_summary(0)["epochs_run"] == 3

@@ -52,8 +52,22 @@ class Bench:
         read_only = self.finished_only or (self.train_only is not None and experiment.name not in self.train_only)
         if read_only and not Run(run_dir).has_scores() and not (
                 kwargs.get("only_folds") and all(Run(run_dir).fold_is_done(f) for f in kwargs["only_folds"])):
+            if self.twin_finished(dataset, experiment, kwargs):  # its folds' models predict anew, nothing trains
+                return train_experiment(self.workspace, dataset, index, experiment, run_name=name, **kwargs)
             self.missing.append(name)
             return None
         if read_only:  # finished: read as it is (another process may be reading or training beside)
             return run_dir
         return train_experiment(self.workspace, dataset, index, experiment, run_name=name, **kwargs)
+
+    def twin_finished(self, dataset, experiment, kwargs: dict) -> bool:
+        """Whether a finished run was trained as this one would be, differing only in how it predicts (so
+        running it trains nothing). Runs trained from a base or without another dataset's recordings
+        are never read so."""
+        from competition.modeling.train import fold_twins, run_record
+
+        if kwargs.get("base_model") or kwargs.get("exclude_sources"):
+            return False
+        wanted = set(kwargs.get("only_folds") or ())
+        return any(twin.has_scores() and wanted <= set(twin.finished_folds())
+                   for twin in fold_twins(self.workspace.runs, run_record(experiment, dataset)).values())

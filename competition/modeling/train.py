@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -45,7 +46,7 @@ from competition.modeling.batches import (
     whole_clip_length,
 )
 from competition.modeling.inference import geometric_mean, predict_store
-from competition.modeling.runs import BEST_MODEL, CHECKPOINT, STATE, Run
+from competition.modeling.runs import BEST_MODEL, CHECKPOINT, HISTORY, STATE, Run
 from competition.onednn import cpu_computes_bfloat16
 from competition.workspace import Workspace, atomic_write_text
 
@@ -360,7 +361,18 @@ class FoldTrainer:
         _save_model(model, self.dir / CHECKPOINT)
         atomic_write_text(self.dir / STATE, json.dumps(state, indent=1))
 
-    def _finish(self, state: dict) -> dict:
+    def predict_from(self, twin: Run) -> dict:
+        """Finish the fold from a twin run's finished fold, trained as this one would be (the runs differ
+        only in how they predict, train.tta_crops): its kept model and history, predictions made anew."""
+        summary = twin.fold_summary(self.fold)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(twin.model_path(self.fold), self.dir / BEST_MODEL)
+        state = {"epoch": summary["epochs_run"] - 1, "best_epoch": summary["best_epoch"],
+                 "history": twin.histories()[self.fold].to_dict("records")}
+        return self._finish(state, {"dtype_policy": summary["dtype_policy"], "predicted_from": twin.name})
+
+    def _finish(self, state: dict, recorded: dict | None = None) -> dict:
+        """The kept model's held-out (and test) predictions, then the fold's summary, `recorded` over it."""
         import keras
 
         run = self.run_folder
@@ -380,7 +392,7 @@ class FoldTrainer:
         summary = {"fold": self.fold, "score": oof_score, "metric": self.dataset.metric,
                    "kept_epoch": kept_epoch, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
                    "n_train": len(self.fit_rows), "n_val": len(self.val_rows),
-                   "dtype_policy": keras.config.dtype_policy().name}
+                   "dtype_policy": keras.config.dtype_policy().name, **(recorded or {})}
         run.write_fold_done(self.fold, summary)
         (self.dir / CHECKPOINT).unlink(missing_ok=True)
         (self.dir / STATE).unlink(missing_ok=True)
@@ -422,21 +434,59 @@ def run_dir_for(workspace: Workspace, dataset: Dataset, experiment: Experiment, 
     return workspace.runs / (run_name or f"{dataset.name}-{experiment.name}")
 
 
+def run_hash(params: dict, base_model: str | Path | None, excluded_sources_of: str | None) -> str:
+    """A run's hash: its experiment's parameters, the base model it started from, the dataset whose
+    recordings it left out."""
+    value = config_hash(params)
+    if base_model is not None:
+        value = config_hash({"experiment": value, "base_model": str(Path(base_model).resolve())})
+    if excluded_sources_of is not None:  # trained on fewer clips: another run
+        value = config_hash({"run": value, "excluded_sources_of": excluded_sources_of})
+    return value
+
+
 def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None = None,
                excluded_sources: dict | None = None) -> dict:
     """The run's config.json: what it is and what its outputs depend on (the hash)."""
-    record = {"experiment": experiment.name, "dataset": dataset.name, "hash": experiment.hash,
+    record = {"experiment": experiment.name, "dataset": dataset.name,
+              "hash": run_hash(experiment.output_params(), base_model, (excluded_sources or {}).get("of")),
               "feature_key": experiment.features.key,
               "feature_config": asdict(experiment.features), "crop_frames": crop_frames(experiment),
               "tta_crops": experiment.train.tta_crops, "params": experiment.output_params(),
               "labels": list(dataset.labels), "metric": dataset.metric}
     if base_model is not None:
         record["base_model"] = str(base_model)
-        record["hash"] = config_hash({"experiment": experiment.hash, "base_model": str(Path(base_model).resolve())})
-    if excluded_sources is not None:  # trained on fewer clips: another run
+    if excluded_sources is not None:
         record["excluded_sources"] = excluded_sources
-        record["hash"] = config_hash({"run": record["hash"], "excluded_sources_of": excluded_sources["of"]})
     return record
+
+
+def training_key(record: dict) -> str:
+    """What a run's fold models depend on: its dataset and hash, but for how it predicts (train.tta_crops,
+    used only once a fold is trained)."""
+    params = record["params"]
+    trained = {**params, "train": {k: v for k, v in params["train"].items() if k != "tta_crops"}}
+    return config_hash({"dataset": record["dataset"], "labels": record["labels"], "run": run_hash(
+        trained, record.get("base_model"), (record.get("excluded_sources") or {}).get("of"))})
+
+
+def fold_twins(runs_dir: Path, record: dict, *, besides: Path | None = None) -> dict[int, Run]:
+    """Finished folds of the runs in `runs_dir` (but `besides`) trained as a run of `record` (its
+    run_record) would be, differing only in how they predict (their training key is its own, their hash
+    another: a run of the same hash under another name is trained, as asked): fold -> the run that has it."""
+    key, twins = training_key(record), {}
+    for other in sorted(path for path in runs_dir.iterdir() if path != besides) if runs_dir.is_dir() else ():
+        other_run = Run(other)
+        try:
+            if (not other_run.exists() or other_run.config()["hash"] == record["hash"]
+                    or training_key(other_run.config()) != key):
+                continue
+        except (ValueError, KeyError, TypeError):  # not a run this kit can read: not a twin
+            continue
+        for fold in other_run.finished_folds():
+            if other_run.model_path(fold).is_file() and other_run.fold_file(fold, HISTORY).is_file():
+                twins.setdefault(fold, other_run)
+    return twins
 
 
 def exclude_sources_of(workspace: Workspace, index: Index, other: str) -> tuple[Index, dict, np.ndarray]:
@@ -489,6 +539,13 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
     where = training_device()
     device = device_settings(experiment.train, where)
     trained = experiment.with_overrides(train={"batch_size": device.batch_size})
+    twins = fold_twins(run.dir.parent, run.config(), besides=run.dir) if todo else {}
+    for fold in [f for f in todo if int(f) in twins]:  # trained already, as another run: predicted anew
+        twin = twins[int(fold)]
+        FoldTrainer(run, int(fold), trained, dataset, stores, index.train, folds, index.test).predict_from(twin)
+        print(f"{run.name}: fold {fold} is {twin.name}'s fold model (trained alike; the runs differ only in "
+              f"train.tta_crops), predicted anew, not trained again", file=sys.stderr)
+        todo.remove(fold)
     if todo:
         print(_device_line(experiment.train, where, device), file=sys.stderr, flush=True)
     with tqdm(total=len(todo) * experiment.train.epochs, desc=f"train {run.name}", unit="epoch",
