@@ -7,6 +7,8 @@
     fold-<k>/oof.npz, test.npz    fnames + class probabilities of its held-out and test clips
     fold-<k>/history.csv          one row per epoch
     fold-<k>/done.json            the fold's summary, written last: a fold is finished once it exists
+                                  (`predicted_from`: the run whose fold model this is, copied, where
+                                  the two differ only in how they predict)
     fold-<k>/checkpoint.keras, state.json, best.keras
                                   while the fold trains: the resume point and the best epoch so far
     oof.npz                       every train clip's OOF probabilities and true class id

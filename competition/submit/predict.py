@@ -1,8 +1,9 @@
 """Tagging any audio file with a trained run or a submission blend: `make predict` and `make app` both
 tag through `Tagger`, so a file gets the same answer from either.
 
-A run's answer is its fold models' geometric mean, each over the run's TTA crops, from features made
-exactly as the run's were (the cache's decode + compute_features). A blend (`submissions/<name>.csv`,
+A run's answer is its fold models' geometric mean, each over the run's TTA crops (or of the whole
+clip in one pass, where the run predicts so: `tta_crops = 0`), from features made exactly as the
+run's were (the cache's decode + compute_features). A blend (`submissions/<name>.csv`,
 whose `.json` record names its member runs and their weights) is the weighted geometric mean of its
 runs, each over its own features. Beside the answer, each model also sees a row of crops laid across
 the clip, which shows over time which part of the clip the answer comes from.
