@@ -908,3 +908,13 @@ def test_finished_only_predicts_a_run_whose_twin_finished_and_trains_nothing_els
     assert {Run(run_dir).fold_summary(fold)["predicted_from"] for fold in (0, 1)} == {twin.name}
     assert bench.train(dataset, index, longer) is None and bench.missing == [Bench.run_name(dataset, longer)]
     assert not (workspace.runs / Bench.run_name(dataset, longer)).exists()
+    # A fine-tune whose twin finished from the same base, by content: the base copied elsewhere (as a twin
+    # base run holds it) is the same base, and nothing trains.
+    base = Run(twin).model_path(0)
+    tuned = train_experiment(workspace, dataset, index, crops, run_name="tuned", base_model=base)
+    copied = workspace.root / "copied-base.keras"
+    copied.write_bytes(base.read_bytes())
+    tuned_whole = bench.train(dataset, index, whole, run_name="tuned-whole", base_model=copied)
+    assert {Run(tuned_whole).fold_summary(fold)["predicted_from"] for fold in (0, 1)} == {tuned.name}
+    # From another base (the twin's other fold model): nothing finished to predict from.
+    assert bench.train(dataset, index, whole, run_name="tuned-other", base_model=Run(twin).model_path(1)) is None

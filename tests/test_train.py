@@ -184,3 +184,67 @@ def test_a_run_differing_only_in_tta_predicts_its_twin_s_fold_models_anew_on_who
     longer = Run(train_experiment(workspace, dataset, index, whole.with_overrides(train={"epochs": 3}),
                                   run_name="longer", only_folds=[0]))
     assert "predicted_from" not in longer.fold_summary(0) and longer.fold_summary(0)["epochs_run"] == 3
+
+
+def test_a_fine_tune_counts_its_base_by_content_not_by_path(workspace, tmp_path):
+    import hashlib
+
+    from competition.config import WHOLE_CLIP
+    from competition.modeling.runs import Run
+    from competition.modeling.train import run_record
+
+    dataset = get_dataset("demo")
+    index = dataset.index(workspace.dataset_dir("demo"))
+    short = TINY.with_overrides(train={"epochs": 1, "keep_epoch": "last"})
+    base = Run(train_experiment(workspace, dataset, index, short, run_name="base", only_folds=[0])).model_path(0)
+    tuned = Run(train_experiment(workspace, dataset, index, short, run_name="tuned", only_folds=[0],
+                                 base_model=base))
+    record = tuned.config()
+    assert record["base_model"] == str(base)
+    assert record["base_model_sha256"] == hashlib.sha256(base.read_bytes()).hexdigest()
+    # The same bytes elsewhere (a twin base run's copied fold model): the same run.
+    copied = tmp_path / "elsewhere" / "model.keras"
+    copied.parent.mkdir()
+    copied.write_bytes(base.read_bytes())
+    assert run_record(short, dataset, copied)["hash"] == record["hash"]
+    whole = Run(train_experiment(workspace, dataset, index, short.with_overrides(train={"tta_crops": WHOLE_CLIP}),
+                                 run_name="tuned-whole", only_folds=[0], base_model=copied))
+    assert whole.fold_summary(0)["predicted_from"] == "tuned"
+    assert whole.model_path(0).read_bytes() == tuned.model_path(0).read_bytes()
+    # Other weights at the same path: another base, another run.
+    copied.write_bytes(base.read_bytes() + b"\0")
+    assert run_record(short, dataset, copied)["hash"] != record["hash"]
+    # From scratch: no base in the record, and another hash again.
+    assert "base_model_sha256" not in run_record(short, dataset) and run_record(short, dataset)["hash"] not in {
+        record["hash"], run_record(short, dataset, copied)["hash"]}
+
+
+def test_a_fine_tune_an_older_kit_hashed_by_its_base_s_path_is_kept_and_rehashed(workspace, tmp_path):
+    from competition.config import config_hash
+    from competition.modeling.runs import Run, RunError
+    from competition.modeling.train import legacy_run_hash, run_record
+
+    dataset = get_dataset("demo")
+    base = tmp_path / "base.keras"
+    base.write_bytes(b"weights")
+    record = run_record(TINY, dataset, base)
+    # What kits before base fingerprints wrote: the base by its resolved path.
+    formerly = config_hash({"experiment": config_hash(record["params"]), "base_model": str(base.resolve())})
+    assert legacy_run_hash(record) == formerly != record["hash"]
+    assert legacy_run_hash(run_record(TINY, dataset)) is None
+    old = {key: value for key, value in record.items() if key != "base_model_sha256"} | {"hash": formerly}
+    run = Run(workspace.runs / "old-fine-tune")
+    run.dir.mkdir(parents=True)
+    run.config_path.write_text(json.dumps(old))
+    run.claim(record, formerly=legacy_run_hash(record))
+    assert run.config() == record
+    # Any other configuration there is still refused, and left as it was.
+    other = Run(workspace.runs / "other")
+    other.dir.mkdir()
+    other.config_path.write_text(json.dumps(old | {"hash": "0123456789"}))
+    with pytest.raises(RunError, match="another configuration"):
+        other.claim(record, formerly=legacy_run_hash(record))
+    assert other.config()["hash"] == "0123456789"
+    # A config without a base is never rewritten as one.
+    with pytest.raises(RunError, match="another configuration"):
+        run.claim(run_record(TINY, dataset), formerly=legacy_run_hash(run_record(TINY, dataset)))

@@ -62,12 +62,12 @@ class Bench:
 
     def twin_finished(self, dataset, experiment, kwargs: dict) -> bool:
         """Whether a finished run was trained as this one would be, differing only in how it predicts (so
-        running it trains nothing). Runs trained from a base or without another dataset's recordings
-        are never read so."""
+        running it trains nothing): from the same base model (by content), without the same dataset's
+        recordings."""
         from competition.modeling.train import fold_twins, run_record
 
-        if kwargs.get("base_model") or kwargs.get("exclude_sources"):
-            return False
+        excluded = {"of": kwargs["exclude_sources"]} if kwargs.get("exclude_sources") else None
+        record = run_record(experiment, dataset, kwargs.get("base_model"), excluded)
         wanted = set(kwargs.get("only_folds") or ())
         return any(twin.has_scores() and wanted <= set(twin.finished_folds())
-                   for twin in fold_twins(self.workspace.runs, run_record(experiment, dataset)).values())
+                   for twin in fold_twins(self.workspace.runs, record).values())

@@ -1,7 +1,8 @@
 """The run folder, `runs/<run>/`: the one module that knows its files. Everything else asks it.
 
     config.json                   what the run is: experiment, dataset, hash, feature config, crop
-                                  frames, TTA crops, labels, metric (written once; a changed
+                                  frames, TTA crops, labels, metric; a fine-tune's base model (path
+                                  and SHA-256, which the hash counts) (written once; a changed
                                   experiment is refused rather than mixed in)
     fold-<k>/model.keras          the fold's kept model
     fold-<k>/oof.npz, test.npz    fnames + class probabilities of its held-out and test clips
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -71,6 +73,18 @@ def load_predictions(path: Path) -> Predictions:
                            data["true_ids"] if "true_ids" in data.files else None)
 
 
+def model_fingerprint(path: Path) -> str:
+    """A saved model's identity: the SHA-256 of its file, so that a copy (a twin run's fold model) is the
+    same model and a retrained one another."""
+    if not Path(path).is_file():
+        raise RunError(f"{path}: no model there (is the base run's fold trained?)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class Run:
     """One run folder. Paths are derived here only; reading checks that what is read is there."""
 
@@ -97,11 +111,14 @@ class Run:
             raise RunError(f"{self.dir}: not a run folder ({CONFIG} missing); train it first (make train)")
         return json.loads(self.config_path.read_text())
 
-    def claim(self, record: dict) -> None:
-        """Write the run's config, or check that the one there has the same hash."""
+    def claim(self, record: dict, *, formerly: str | None = None) -> None:
+        """Write the run's config, or check that the one there has the same hash. A config of hash
+        `formerly` (this run, hashed as an older kit did) is rewritten with the record."""
         if self.config_path.exists():
             existing = self.config()
-            if existing["hash"] != record["hash"]:
+            if formerly is not None and existing["hash"] == formerly != record["hash"]:
+                atomic_write_text(self.config_path, json.dumps(record, indent=1))
+            elif existing["hash"] != record["hash"]:
                 raise RunError(f"{self.dir} was trained with another configuration (hash {existing['hash']}, now "
                                f"{record['hash']}); choose another RUN name or delete the folder")
         else:
