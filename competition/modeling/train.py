@@ -434,42 +434,49 @@ def run_dir_for(workspace: Workspace, dataset: Dataset, experiment: Experiment, 
     return workspace.runs / (run_name or f"{dataset.name}-{experiment.name}")
 
 
-def run_hash(params: dict, base_model_sha256: str | None, excluded_sources_of: str | None) -> str:
-    """A run's hash: its experiment's parameters, the base model it started from (its file's
-    fingerprint), the dataset whose recordings it left out."""
+def run_hash(params: dict, base: dict | None, excluded_sources_of: str | None) -> str:
+    """A run's hash: its experiment's parameters, the base model it started from (`base_identity`), the
+    dataset whose recordings it left out."""
     value = config_hash(params)
-    if base_model_sha256 is not None:
-        value = config_hash({"experiment": value, "base_model_sha256": base_model_sha256})
+    if base is not None:
+        value = config_hash({"experiment": value, **base})
     if excluded_sources_of is not None:  # trained on fewer clips: another run
         value = config_hash({"run": value, "excluded_sources_of": excluded_sources_of})
     return value
 
 
-def legacy_run_hash(record: dict) -> str | None:
-    """The hash kits before base-model fingerprints gave a fine-tune of `record` (its base by resolved
-    path), so that a run they trained is still this one; None for a run without a base."""
+def base_identity(record: dict) -> dict | None:
+    """What a fine-tune's hash counts of its base: its file's fingerprint; for a run recorded before
+    fingerprints (no `base_model_sha256`), its resolved path, as older kits counted it."""
     if "base_model" not in record:
         return None
-    value = config_hash({"experiment": config_hash(record["params"]),
-                         "base_model": str(Path(record["base_model"]).resolve())})
-    if (of := (record.get("excluded_sources") or {}).get("of")) is not None:
-        value = config_hash({"run": value, "excluded_sources_of": of})
-    return value
+    if "base_model_sha256" in record:
+        return {"base_model_sha256": record["base_model_sha256"]}
+    return {"base_model": str(Path(record["base_model"]).resolve())}
+
+
+def legacy_run_hash(record: dict) -> str | None:
+    """The hash kits before base-model fingerprints gave a fine-tune of `record` (its base by path), so
+    that a run they trained is still this one; None for a run without a base."""
+    if "base_model" not in record:
+        return None
+    return run_hash(record["params"], base_identity({"base_model": record["base_model"]}),
+                    (record.get("excluded_sources") or {}).get("of"))
 
 
 def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None = None,
                excluded_sources: dict | None = None) -> dict:
     """The run's config.json: what it is and what its outputs depend on (the hash). A fine-tune's base
     counts by its file's content, not its path: a base re-predicted as a twin run is the same base."""
-    base_sha256 = None if base_model is None else model_fingerprint(base_model)
+    base = None if base_model is None else {"base_model": str(base_model),
+                                            "base_model_sha256": model_fingerprint(base_model)}
     record = {"experiment": experiment.name, "dataset": dataset.name,
-              "hash": run_hash(experiment.output_params(), base_sha256, (excluded_sources or {}).get("of")),
+              "hash": run_hash(experiment.output_params(), base and base_identity(base),
+                               (excluded_sources or {}).get("of")),
               "feature_key": experiment.features.key,
               "feature_config": asdict(experiment.features), "crop_frames": crop_frames(experiment),
               "tta_crops": experiment.train.tta_crops, "params": experiment.output_params(),
-              "labels": list(dataset.labels), "metric": dataset.metric}
-    if base_model is not None:
-        record["base_model"], record["base_model_sha256"] = str(base_model), base_sha256
+              "labels": list(dataset.labels), "metric": dataset.metric, **(base or {})}
     if excluded_sources is not None:
         record["excluded_sources"] = excluded_sources
     return record
@@ -477,13 +484,11 @@ def run_record(experiment: Experiment, dataset: Dataset, base_model: Path | None
 
 def training_key(record: dict) -> str:
     """What a run's fold models depend on: its dataset and hash, but for how it predicts (train.tta_crops,
-    used only once a fold is trained). A fine-tune recorded before base fingerprints has none: no twin."""
+    used only once a fold is trained)."""
     params = record["params"]
     trained = {**params, "train": {k: v for k, v in params["train"].items() if k != "tta_crops"}}
-    base = record.get("base_model_sha256") or (
-        None if "base_model" not in record else f"by path: {Path(record['base_model']).resolve()}")
     return config_hash({"dataset": record["dataset"], "labels": record["labels"], "run": run_hash(
-        trained, base, (record.get("excluded_sources") or {}).get("of"))})
+        trained, base_identity(record), (record.get("excluded_sources") or {}).get("of"))})
 
 
 def fold_twins(runs_dir: Path, record: dict, *, besides: Path | None = None) -> dict[int, Run]:
