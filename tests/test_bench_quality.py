@@ -36,6 +36,28 @@ def test_fold_scores_name_train_test_directions_and_average_over_folds():
     assert ESC10.fold_name(3) == "fold 3"
 
 
+def test_a_recipe_s_training_seed_is_a_train_change_and_a_fold_seed_only_moves_repeated_folds():
+    from benchmarks.quality.bench import recipe_experiment
+    from benchmarks.quality.settings import ESC50, FSD_SUBSET
+
+    recipe = DEFAULT_EXPERIMENTS[0]
+    plain = recipe_experiment(recipe, ESC50, epochs=120)
+    reseeded = recipe_experiment(recipe, ESC50, epochs=120, seed=1)
+    assert (plain.train.seed, reseeded.train.seed) == (0, 1)
+    assert reseeded.folds == plain.folds and reseeded.hash != plain.hash
+    # ESC-50's folds are its own: a fold seed there would only rename a run that trains the same.
+    with pytest.raises(ValueError, match="esc50 uses its predefined folds"):
+        recipe_experiment(recipe, ESC50, fold_seed=1)
+    repeat = recipe_experiment(recipe, FSD_SUBSET, fold_seed=7)
+    assert repeat.folds.seed == 7 and repeat.train.seed == 0
+    # The plan's seed-1 candidate is that seed on its twin's recipe.
+    label = "16 kHz (the copy's rate), 24 ms hop, 120 epochs, float32"
+    plan = QualityPlan()
+    twin, seeded = (recipe_experiment(recipe, ESC50, features=f, model=m, **t) for f, m, t in
+                    (plan.esc50_candidates[label], plan.esc50_candidates[f"{label}, training seed 1"]))
+    assert seeded.train.seed == 1 and seeded.with_overrides(train={"seed": 0}).hash == twin.hash
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.skipif(not (SHARED_DATA / "esc50").is_dir(), reason="needs ../shared/data/esc50 beside the checkout")
@@ -328,7 +350,7 @@ def test_the_repeated_protocol_trains_every_recipe_on_the_same_folds_per_repeat(
     from competition.submit.ensemble import out_of_fold_blend
 
     views = [[p for p in workspace.runs.glob(f"bench-fsd-subset-{view}-*")
-              if Run(p).config()["hash"] == recipe_experiment(recipe, tiny, seed=3).hash]
+              if Run(p).config()["hash"] == recipe_experiment(recipe, tiny, fold_seed=3).hash]
              for view, recipe in (("tiny-logmel", recipes[0]), ("tiny-mfcc", recipes[1]))]
     assert [len(runs) for runs in views] == [1, 1]
     members = [Run(runs[0]).predictions("oof") for runs in views]

@@ -9,15 +9,19 @@ from benchmarks.quality.settings import Protocol, QualityPlan
 from competition.workspace import Workspace
 
 
-def recipe_experiment(recipe: Path, protocol: Protocol, *, seed: int | None = None, features: dict | None = None,
+def recipe_experiment(recipe: Path, protocol: Protocol, *, fold_seed: int | None = None, features: dict | None = None,
                       model: dict | None = None, **train_changes):
     """The recipe for the protocol's dataset on the protocol's epochs, its last epoch kept; on the
-    fold seed's stratified folds where the protocol repeats its folds."""
+    fold seed's stratified folds where the protocol repeats its folds. A `seed` among the train
+    changes is the training seed (initialisation, data order, augmentation, dropout)."""
     from competition.config import load_experiment
 
+    if fold_seed is not None and not protocol.seeds:
+        # Predefined folds do not move with a fold seed: it would only rename a run that trains the same.
+        raise ValueError(f"{protocol.key} uses its predefined folds; a fold seed ({fold_seed}) changes nothing there")
     experiment = load_experiment(recipe, protocol.dataset)
     changes = {"epochs": protocol.epochs, "keep_epoch": "last", **train_changes}
-    folds = {"k": len(protocol.folds), "seed": seed} if seed is not None else None
+    folds = {"k": len(protocol.folds), "seed": fold_seed} if fold_seed is not None else None
     return experiment.with_overrides(train=changes, features=features, model=model, folds=folds)
 
 

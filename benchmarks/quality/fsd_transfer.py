@@ -30,7 +30,7 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
         return bench.train(dataset, index, experiment, base_model=base.model_path(1),
                            run_name=fine_tune_name(dataset, experiment, base))
 
-    peer = {seed: bench.train(dataset, index, recipe_experiment(plan.peer, protocol, seed=seed))
+    peer = {seed: bench.train(dataset, index, recipe_experiment(plan.peer, protocol, fold_seed=seed))
             for seed in protocol.seeds}
     scratch: dict[str, dict[int, Path | None]] = {}
     # transferred[tag][view][seed]: each view fine-tuned per repeat from its base of that schedule.
@@ -39,7 +39,7 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
     for tag in schedules:  # the default schedule's whole repeats, its variants, then the longer schedules
         for seed in protocol.seeds:
             for recipe in plan.kit:
-                experiment = recipe_experiment(recipe, protocol, seed=seed)
+                experiment = recipe_experiment(recipe, protocol, fold_seed=seed)
                 if not tag:
                     scratch.setdefault(recipe.stem, {})[seed] = bench.train(dataset, index, experiment)
                 if recipe.stem in base_sets[tag]:
@@ -48,7 +48,7 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
         if not tag and default in base_sets[tag]:
             for label, changes in plan.transfer_variants.items():
                 for seed in protocol.seeds:
-                    experiment = recipe_experiment(plan.kit[0], protocol, seed=seed).with_overrides(train=changes)
+                    experiment = recipe_experiment(plan.kit[0], protocol, fold_seed=seed).with_overrides(train=changes)
                     variants.setdefault(label, {})[seed] = fine_tune(experiment, base_sets[tag][default])
 
     def finished(by_seed: dict | None) -> bool:

@@ -33,18 +33,18 @@ def repeated_protocol(bench: Bench, protocol: Protocol, dataset, index) -> tuple
     runs: dict[str, dict[int, Path | None]] = {}
     experiments: dict[str, dict] = {}
     for name, recipe in recipes.items():
-        experiments[name] = {seed: recipe_experiment(recipe, protocol, seed=seed) for seed in protocol.seeds}
+        experiments[name] = {seed: recipe_experiment(recipe, protocol, fold_seed=seed) for seed in protocol.seeds}
     candidates = {}
     for label, (features, model, train) in plan.fsd_candidates.items():
         candidates[f"candidate: {plan.kit[0].stem}, {label}"] = {
-            seed: recipe_experiment(plan.kit[0], protocol, seed=seed, features=features, model=model, **train)
+            seed: recipe_experiment(plan.kit[0], protocol, fold_seed=seed, features=features, model=model, **train)
             for seed in protocol.seeds}
     for recipe in plan.fsd_extra_views:
-        candidates[f"zoo: {recipe.stem}"] = {seed: recipe_experiment(recipe, protocol, seed=seed)
+        candidates[f"zoo: {recipe.stem}"] = {seed: recipe_experiment(recipe, protocol, fold_seed=seed)
                                              for seed in protocol.seeds}
     for label, changes in ({} if bench.quick else plan.training_ablations).items():
         candidates[f"ablation: {plan.kit[0].stem} {label}"] = {
-            seed: recipe_experiment(plan.kit[0], protocol, seed=seed, **changes) for seed in protocol.seeds}
+            seed: recipe_experiment(plan.kit[0], protocol, fold_seed=seed, **changes) for seed in protocol.seeds}
     # One repeat of every recipe before the next, the candidates last (the zoo's views and the ablations
     # before the recipe candidates): a partial run has whole repeats.
     later = dict(sorted(candidates.items(), key=lambda item: item[0].startswith("candidate: ")))
