@@ -50,12 +50,18 @@ def test_a_recipe_s_training_seed_is_a_train_change_and_a_fold_seed_only_moves_r
         recipe_experiment(recipe, ESC50, fold_seed=1)
     repeat = recipe_experiment(recipe, FSD_SUBSET, fold_seed=7)
     assert repeat.folds.seed == 7 and repeat.train.seed == 0
-    # The plan's seed-1 candidate is that seed on its twin's recipe.
+    # The plan's seeded candidates are those seeds on their twin's recipe, each its own run.
     label = "16 kHz (the copy's rate), 24 ms hop, 120 epochs, float32"
     plan = QualityPlan()
-    twin, seeded = (recipe_experiment(recipe, ESC50, features=f, model=m, **t) for f, m, t in
-                    (plan.esc50_candidates[label], plan.esc50_candidates[f"{label}, training seed 1"]))
-    assert seeded.train.seed == 1 and seeded.with_overrides(train={"seed": 0}).hash == twin.hash
+    twin = recipe_experiment(recipe, ESC50, features=plan.esc50_candidates[label][0],
+                             model=plan.esc50_candidates[label][1], **plan.esc50_candidates[label][2])
+    hashes = {twin.hash}
+    for seed in (1, 2):
+        features, model, train = plan.esc50_candidates[f"{label}, training seed {seed}"]
+        seeded = recipe_experiment(recipe, ESC50, features=features, model=model, **train)
+        assert seeded.train.seed == seed and seeded.with_overrides(train={"seed": 0}).hash == twin.hash
+        hashes.add(seeded.hash)
+    assert len(hashes) == 3
 
 
 @pytest.mark.slow
