@@ -53,12 +53,15 @@ def test_a_recipe_s_training_seed_is_a_train_change_and_a_fold_seed_only_moves_r
     # The plan's seeded candidates are those seeds on their twin's recipe, each its own run.
     label = "16 kHz (the copy's rate), 24 ms hop, 120 epochs, float32"
     plan = QualityPlan()
-    twin = recipe_experiment(recipe, ESC50, features=plan.esc50_candidates[label][0],
-                             model=plan.esc50_candidates[label][1], **plan.esc50_candidates[label][2])
+
+    def candidate(name):
+        features, model, train = plan.esc50_candidates[name]
+        return recipe_experiment(recipe, ESC50, features=features, model=model, **train)
+
+    twin = candidate(label)
     hashes = {twin.hash}
     for seed in (1, 2):
-        features, model, train = plan.esc50_candidates[f"{label}, training seed {seed}"]
-        seeded = recipe_experiment(recipe, ESC50, features=features, model=model, **train)
+        seeded = candidate(f"{label}, training seed {seed}")
         assert seeded.train.seed == seed and seeded.with_overrides(train={"seed": 0}).hash == twin.hash
         hashes.add(seeded.hash)
     assert len(hashes) == 3
