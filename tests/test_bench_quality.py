@@ -403,7 +403,7 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
     (tmp_path / "tiny-transfer.toml").write_text(TINY_TRANSFER)
     plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lr / 4": {"learning_rate": 0.00025}},
-                   base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml").with_protocol(
+                   base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml", transfer_features={}).with_protocol(
         replace(TRANSFER, epochs=1))
     workspace = Workspace(tmp_path / "kit")
     shared = _fake_shared(tmp_path, tiny_competition)
@@ -513,6 +513,70 @@ def test_the_transfer_protocol_blends_every_view_fine_tuned_from_its_own_base(tm
                                           for base, epochs in base_epochs.items() if epochs == {2}) == 2
     # Fine-tuned from the default view's shorter base: same recipe, lr / 4, make transfer's settings, seed 1.
     assert from_longer.count(Run(transfer_one).config()["base_model"]) == 4
+
+
+@pytest.mark.slow
+def test_the_transfer_protocol_measures_the_default_recipe_on_other_features_against_its_own_scratch_run(
+        tmp_path, tiny_competition, capsys, monkeypatch):
+    import benchmarks.quality.transfer as transfer
+    from benchmarks.quality.settings import TRANSFER
+    from competition.modeling.runs import Run
+
+    # Tiny runs score alike (nothing to tell a gain's reference by): each run's accuracy by what it is instead.
+    def scored(run_dir, index, protocol):
+        record = Run(run_dir).config()
+        accuracy = {22050: 0.10, 16000: 0.30}[record["params"]["features"]["sample_rate"]]
+        accuracy += 0.25 * bool(record.get("base_model"))
+        scores = real_scores(run_dir, index, protocol)
+        return {**scores, **{column: {"accuracy": accuracy} for column in ("2->1", "1->2", "mean")}}
+
+    real_scores = transfer.run_scores
+    monkeypatch.setattr(transfer, "run_scores", scored)
+    recipe = tmp_path / "tiny-logmel.toml"
+    recipe.write_text(TINY_RECIPE.format(name="tiny-logmel", kind="logmel"))
+    (tmp_path / "tiny-transfer.toml").write_text(TINY_TRANSFER)
+    features = {"sample_rate": 16000, "hop_length": 512}
+    plan = replace(QualityPlan(), kit=(recipe,), transfer_variants={"lr / 4": {"learning_rate": 0.00025}},
+                   base_epochs=1, longer_base_epochs=(), kit_transfer=tmp_path / "tiny-transfer.toml",
+                   transfer_features={"16 kHz": (features, 2)}).with_protocol(replace(TRANSFER, epochs=1))
+    workspace = Workspace(tmp_path / "kit")
+    shared = _fake_shared(tmp_path, tiny_competition)
+    quick = run_quality_bench(workspace, shared=shared, only=["transfer"], quick=True, plan=plan)["transfer"]
+    assert not any("16 kHz" in name for name in quick)  # not with --quick
+    capsys.readouterr()
+    rows = run_quality_bench(workspace, shared=shared, only=["transfer"], plan=plan)["transfer"]
+    out = capsys.readouterr().out
+    own = ["scratch (16 kHz): tiny-logmel", "transfer (16 kHz): same recipe", "transfer (16 kHz): lr / 4",
+           "scratch (16 kHz): tiny-logmel, training seed 1", "transfer (16 kHz): same recipe, training seed 1",
+           "scratch (16 kHz): tiny-logmel, training seeds 0 + 1 (blend)",
+           "transfer (16 kHz): same recipe, training seeds 0 + 1 (blend)"]
+    assert list(rows)[-len(own):] == own and list(rows)[:len(quick)] == list(quick)
+
+    def params(path):
+        return Run(path).config()["params"]
+
+    # Its base: the default recipe's on those features, on its own epochs, guard on; its scratch run and
+    # fine-tunes (both seeds, the variant) on the same features, the fine-tunes from that base.
+    bases = {params(path)["features"]["sample_rate"]: path for path in workspace.runs.glob("bench-esc50-base-*")}
+    assert set(bases) == {22050, 16000} and bases[16000].name.endswith("-without-urbansound8k")
+    assert {len(h) for h in Run(bases[16000]).histories().values()} == {2}
+    assert params(bases[16000])["features"]["hop_length"] == 512
+    runs = [path for path in workspace.runs.glob("bench-urbansound8k-tiny-logmel-*")
+            if params(path)["features"]["sample_rate"] == 16000]
+    fine_tunes = [path for path in runs if "-transfer-" in path.name]
+    assert len(runs) == 5 and len(fine_tunes) == 3
+    assert {Run(path).config()["base_model"] for path in fine_tunes} == {str(Run(bases[16000]).model_path(1))}
+    assert all(Run(path).config().get("base_model") is None for path in runs if path not in fine_tunes)
+    # Its own table: each gain is over the scratch run on the same features, not over the default's.
+    section = out[out.index("the default recipe on 16 kHz (sample_rate 16000, hop_length 512)"):]
+    assert "base: tiny-logmel on ESC-50" in section.splitlines()[1]
+    line = next(line for line in section.splitlines() if line.startswith("transfer (16 kHz): lr / 4 "))
+    assert line.split()[-6:-2] == ["0.5500", "+25.0", "+25.0", "+25.0"]
+    assert "transfer (16 kHz): same recipe 0.5500 NOT met, gain +25.0 met" in section
+    seed_rows = section[section.index("training seed "):].splitlines()
+    assert seed_rows[2].split() == ["1", "0.3000", "0.5500", "+25.0"]
+    assert "the default recipe (16 kHz) (tiny-logmel) with other training seeds" in section
+    assert re.search(r"target on training seeds 0, 1 \(their mean, their blend\): transfer \(16 kHz\) ", section)
 
 
 @pytest.mark.slow

@@ -21,7 +21,10 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    recipe's scratch run and plain fine-tune again with other training seeds
                    (QualityPlan.training_seeds), each seed's gain against its own scratch, how far
                    the seed alone moves each column (max - min, points), the seeds' runs blended,
-                   and the target's verdict on the mean over seeds and on the blends
+                   and the target's verdict on the mean over seeds and on the blends; then the
+                   default recipe on other features (QualityPlan.transfer_features: ESC-50's copy's
+                   16 kHz, 24 ms frames, 120-epoch bases; not with --quick), base, scratch run,
+                   fine-tunes and training seeds alike, in a table of its own (gains over that scratch)
     fsd-transfer   the FSD subset's default views, each fine-tuned from its ESC-50 base (the transfer
                    protocol's; the guard checks them against the subset's Freesound ids, from the
                    competition's post-competition CSV) on the fsd-subset protocol's repeated folds,

@@ -46,14 +46,15 @@ def check_siblings(base_index) -> tuple[int, int]:
 class Esc50Bases:
     """The ESC-50 bases of a transfer protocol: each recipe's, trained once on ESC-50's clips (or those of
     `classes` only) but the recordings the target `without` also holds (the kit's exclude-sources
-    mechanism) and one check clip per class, and checked against the target before a fine-tune
-    starts from it."""
+    mechanism) and one check clip per class, on the recipe's features (or with `features` changed), and
+    checked against the target before a fine-tune starts from it."""
 
     def __init__(self, bench: Bench, shared: Path, epochs: int | None = None, *,
-                 without: Protocol, classes: tuple[str, ...] | None = None):
+                 without: Protocol, classes: tuple[str, ...] | None = None, features: dict | None = None):
         workspace = self.workspace = bench.workspace
         self.bench = bench
         self.epochs = epochs or bench.plan.base_epochs
+        self.features = features or {}  # changes to each recipe's features (the fine-tunes' own)
         self.without = without.dataset
         # The leakage guard indexes the target where the kit keeps it: the bench's copy.
         target_dir = workspace.dataset_dir(self.without)
@@ -76,7 +77,7 @@ class Esc50Bases:
 
     def train(self, recipe_path: Path):
         """The recipe's base (guard on): its experiment and run folder (None if not finished)."""
-        experiment = recipe_experiment(recipe_path, ESC50, epochs=self.epochs)
+        experiment = recipe_experiment(recipe_path, ESC50, epochs=self.epochs, features=self.features)
         return experiment, self.bench.train(self.dataset, self.index, experiment, exclude_sources=self.without,
                                             only_folds=[1], run_name=f"bench-{self.dataset.name}-{experiment.name}-"
                                                                      f"{experiment.hash}-without-{self.without}")

@@ -136,6 +136,11 @@ TRANSFER_VARIANTS = {
     "learning rate / 4 (0.0005)": {"learning_rate": 0.0005},
     "90 epochs": {"epochs": 90},
 }
+# The default recipe on other features, its base, fine-tune and scratch run alike (their own table; not with
+# --quick), by the tag its rows carry: (feature changes, base epochs). ESC-50's copy is 16 kHz, so a base on the
+# default's 22.05 kHz features never hears the top mel bins that UrbanSound8K's fine-tune does; at the copy's rate
+# with 24 ms frames on 120 epochs (ESC-50's best single recipe), the base hears every band it is fine-tuned on.
+TRANSFER_FEATURES = {"16 kHz, 24 ms hop, 120-epoch bases": (COPY_RATE_FINER_FRAMES, 120)}
 # The default view's scratch run and plain fine-tune again with these training seeds (the recipe's own is
 # its first), on the transfer protocols' predefined folds and bases: how far the gain moves with the seed alone
 # (its initialisation, data order, augmentation and dropout).
@@ -167,6 +172,7 @@ class QualityPlan:
     fsd_extra_views: tuple[Path, ...] = FSD_EXTRA_VIEWS
     transfer_variants: dict[str, dict] = field(default_factory=lambda: dict(TRANSFER_VARIANTS))
     training_seeds: tuple[int, ...] = TRAINING_SEEDS
+    transfer_features: dict[str, tuple[dict, int]] = field(default_factory=lambda: dict(TRANSFER_FEATURES))
     # `make transfer`'s own training settings, fine-tuned from the default view's bases beside the variants.
     kit_transfer: Path = DEFAULT_TRANSFER_EXPERIMENT
     base_epochs: int = BASE_EPOCHS

@@ -34,7 +34,6 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
     # keeps only the other classes, so its head and its check clips hold no class it never trains on.
     classes = (tuple(label for label in ESC50_LABELS if label not in dataset.labels)
                if set(dataset.labels) <= set(ESC50_LABELS) else None)
-    target, gain_target = TARGETS[protocol.dataset], TRANSFER_GAINS.get(protocol.dataset)
 
     def fine_tune(experiment, base) -> Path | None:
         return bench.train(dataset, index, experiment, base_model=base.model_path(1),
@@ -122,20 +121,12 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
     base_note = "\n".join(base_notes)
     text = (f"\n{protocol.title}: accuracy per held-out fold, mean over folds, and the gain over scratch in "
             f"points ({protocol.epochs} epochs unless the row says, last epoch kept)\n{base_note}\n")
+    feature_rows, feature_text = other_features(bench, protocol, dataset, index, shared, fine_tune,
+                                                without=without, classes=classes)
     if scratch not in rows:
-        return rows, text + "scratch run not finished"
+        return {**rows, **feature_rows}, text + "scratch run not finished" + feature_text
     text += transfer_table(rows, scratch, protocol) + "\n"
-    gains = transfer_gains(rows, scratch, protocol)
-
-    def verdict(accuracy: float, gain: float) -> str:
-        return (f"{accuracy:.4f} {met(accuracy, target)}, gain {100 * gain:+.1f}"
-                + (f" {met(gain, gain_target)}" if gain_target is not None else ""))
-
-    verdicts = [f"{name.removeprefix('transfer: ')} {verdict(rows[name]['mean']['accuracy'], gains[name]['mean'])}"
-                for name in rows if name != scratch]
-    text += (f"target transfer mean accuracy >= {target:.2f}"
-             + (f" and gain >= {100 * gain_target:+.0f} points" if gain_target is not None else "")
-             + f": {'; '.join(verdicts) or 'nothing finished'}")
+    text += target_line(protocol, rows, scratch)
     if blend_rows:
         scratch_blend = next(iter(blend_rows))
         text += (f"\nthe default blend, every view from its own ESC-50 base, against the blend from scratch "
@@ -143,20 +134,63 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
         rows.update(blend_rows)
         for transfer_blend in list(blend_rows)[1:]:
             gain = transfer_gains(blend_rows, scratch_blend, protocol)[transfer_blend]["mean"]
-            text += f"\ntarget: {transfer_blend} {verdict(blend_rows[transfer_blend]['mean']['accuracy'], gain)}"
+            text += (f"\ntarget: {transfer_blend} "
+                     f"{verdict(protocol, blend_rows[transfer_blend]['mean']['accuracy'], gain)}")
     if view_notes:
         text += "\n" + "; ".join(view_notes)
     text += superset_note
     rows.update(seed_rows)
-    return rows, text + seed_text
+    rows.update(feature_rows)
+    return rows, text + seed_text + feature_text
+
+
+def other_features(bench: Bench, protocol: Protocol, dataset, index, shared: Path, fine_tune, *, without: Protocol,
+                   classes: tuple[str, ...] | None) -> tuple[dict, str]:
+    """The default recipe on each of the plan's other features (not with --quick): its ESC-50 base, scratch
+    run, plain fine-tune and fine-tuning variants on those features, in a table of their own (the gains
+    over that scratch run), then its training-seed repeats."""
+    plan = bench.plan
+    rows, text = {}, ""
+    for tag, (features, epochs) in ({} if bench.quick else plan.transfer_features).items():
+        view = recipe_experiment(plan.kit[0], protocol, features=features)
+        bases, notes = Esc50Bases(bench, shared, epochs, without=without, classes=classes,
+                                  features=features).trained(plan.kit[:1], dataset.name, index.train)
+        base = bases.get(view.name)
+        scratch, suffix = f"scratch ({tag}): {view.name}", f" ({tag})"
+        own_scratch, own_transfer, section = bench.train(dataset, index, view), None, {}
+        if own_scratch:
+            section[scratch] = run_scores(own_scratch, index, protocol)
+        for label, changes in ({"same recipe": {}, **plan.transfer_variants} if base else {}).items():
+            experiment = view.with_overrides(train=changes)
+            run_dir = fine_tune(experiment, base)
+            if not changes:
+                own_transfer = run_dir
+            if run_dir:
+                section[f"transfer{suffix}: {label}"] = {**run_scores(run_dir, index, protocol),
+                                                         "epochs": experiment.train.epochs}
+        text += (f"\n\nthe default recipe on {tag} ({', '.join(f'{k} {v}' for k, v in features.items())}): base, "
+                 f"fine-tunes and scratch alike, gains over that scratch run\n" + "\n".join(notes) + "\n")
+        if scratch not in section:
+            text += "scratch run not finished"
+            rows.update(section)
+            continue
+        text += transfer_table(section, scratch, protocol) + "\n" + target_line(protocol, section, scratch)
+        seed_rows, seed_text = training_seed_repeats(bench, protocol, dataset, index, view,
+                                                     {suffix: base} if base else {}, fine_tune, own_scratch,
+                                                     {suffix: own_transfer}, scratch_tag=suffix)
+        rows.update({**section, **seed_rows})
+        text += seed_text
+    return rows, text
 
 
 def training_seed_repeats(bench: Bench, protocol: Protocol, dataset, index, view, bases: dict, fine_tune,
-                          own_scratch: Path | None, own_transfers: dict[str, Path | None]) -> tuple[dict, str]:
+                          own_scratch: Path | None, own_transfers: dict[str, Path | None],
+                          scratch_tag: str = "") -> tuple[dict, str]:
     """The default view's scratch run and its plain fine-tune from each schedule's base (`bases`, by tag)
     again with the plan's other training seeds, on the same folds from the same bases: each seed's gain
     over scratch of the same seed, and the target's verdict on the mean over seeds. `own_scratch` and
-    `own_transfers` (by tag): the runs of the recipe's own seed."""
+    `own_transfers` (by tag): the runs of the recipe's own seed; `scratch_tag` tells its scratch rows apart
+    (the recipe on other features)."""
     own = view.train.seed
     seeds = [own, *dict.fromkeys(seed for seed in bench.plan.training_seeds if seed != own)]
     if len(seeds) == 1:
@@ -167,7 +201,8 @@ def training_seed_repeats(bench: Bench, protocol: Protocol, dataset, index, view
         experiment = view.with_overrides(train={"seed": seed})
         runs[seed] = {"scratch": bench.train(dataset, index, experiment)}
         if runs[seed]["scratch"]:
-            rows[f"scratch: {view.name}, training seed {seed}"] = run_scores(runs[seed]["scratch"], index, protocol)
+            rows[f"scratch{scratch_tag}: {view.name}, training seed {seed}"] = run_scores(runs[seed]["scratch"],
+                                                                                         index, protocol)
         for tag, base in bases.items():
             runs[seed][tag] = fine_tune(experiment, base)
             if runs[seed][tag]:
@@ -182,31 +217,47 @@ def training_seed_repeats(bench: Bench, protocol: Protocol, dataset, index, view
         members = [runs[seed][column] for seed in seeds]
         if all(members):
             scores = blend_scores(members, index, protocol)
-            label = "scratch: " + view.name if column == "scratch" else f"transfer{column}: same recipe"
+            label = f"scratch{scratch_tag}: {view.name}" if column == "scratch" else f"transfer{column}: same recipe"
             rows[f"{label}, training seeds {seeds_named} (blend)"] = scores
             blended[column] = scores["mean"]["accuracy"]
-    target, gain_target = TARGETS[protocol.dataset], TRANSFER_GAINS.get(protocol.dataset)
-    text = (f"\nthe default recipe ({view.name}) with other training seeds, same folds, same bases: mean accuracy "
-            f"over folds, and each transfer's gain over scratch of the same seed (the blend: over the seeds' "
-            f"blend from scratch) in points\n" + training_seed_table(accuracy, list(bases), blended))
+    text = (f"\nthe default recipe{scratch_tag} ({view.name}) with other training seeds, same folds, same bases: "
+            f"mean accuracy over folds, and each transfer's gain over scratch of the same seed (the blend: over the "
+            f"seeds' blend from scratch) in points\n" + training_seed_table(accuracy, list(bases), blended))
 
-    def verdict(pairs: list[tuple[float, float]]) -> str:
-        accuracy_mean = float(np.mean([transfer for transfer, _ in pairs]))
-        gain = float(np.mean([transfer - scratch for transfer, scratch in pairs]))
-        return (f"{accuracy_mean:.4f} {met(accuracy_mean, target)}, gain {100 * gain:+.1f}"
-                + (f" {met(gain, gain_target)}" if gain_target is not None else ""))
+    def on_average(pairs: list[tuple[float, float]]) -> str:
+        return verdict(protocol, float(np.mean([transfer for transfer, _ in pairs])),
+                       float(np.mean([transfer - scratch for transfer, scratch in pairs])))
 
     verdicts = []
     for tag in bases:
         pairs = [(by[tag], by["scratch"]) for by in accuracy.values()
                  if by[tag] is not None and by["scratch"] is not None]
         if len(pairs) == len(seeds):
-            verdicts.append(f"transfer{tag} {verdict(pairs)}")
+            verdicts.append(f"transfer{tag} {on_average(pairs)}")
         if tag in blended and "scratch" in blended:
-            verdicts.append(f"transfer{tag}, seeds blended {verdict([(blended[tag], blended['scratch'])])}")
+            verdicts.append(f"transfer{tag}, seeds blended {on_average([(blended[tag], blended['scratch'])])}")
     text += (f"\ntarget on training seeds {', '.join(map(str, seeds))} (their mean, their blend): "
              + ("; ".join(verdicts) or "not every seed finished"))
     return rows, text
+
+
+def verdict(protocol: Protocol, accuracy: float, gain: float) -> str:
+    """A transfer's mean accuracy and gain over scratch against the protocol's targets."""
+    gain_target = TRANSFER_GAINS.get(protocol.dataset)
+    return (f"{accuracy:.4f} {met(accuracy, TARGETS[protocol.dataset])}, gain {100 * gain:+.1f}"
+            + (f" {met(gain, gain_target)}" if gain_target is not None else ""))
+
+
+def target_line(protocol: Protocol, rows: dict[str, dict], scratch: str) -> str:
+    """The targets, and every row's verdict on them but the scratch one's (its gain over `scratch`)."""
+    gain_target = TRANSFER_GAINS.get(protocol.dataset)
+    gains = transfer_gains(rows, scratch, protocol)
+    verdicts = [f"{name.removeprefix('transfer: ')} "
+                f"{verdict(protocol, rows[name]['mean']['accuracy'], gains[name]['mean'])}"
+                for name in rows if name != scratch]
+    return (f"target transfer mean accuracy >= {TARGETS[protocol.dataset]:.2f}"
+            + (f" and gain >= {100 * gain_target:+.0f} points" if gain_target is not None else "")
+            + f": {'; '.join(verdicts) or 'nothing finished'}")
 
 
 def kit_transfer(base, settings: Path, dataset: str, view: str):
