@@ -52,7 +52,7 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    `make transfer`'s settings, and the blends of both; from the longer bases too
                    (not with --quick), and the scratch views with every schedule's fine-tunes; each
                    plain fine-tune of the default view blended with its ESC-50 protocol run (as on
-                   esc10); the training-seed repeats as on transfer
+                   esc10); the training-seed repeats and the recipe on other features as on transfer
     urbansound8k   train on fold 1, test on fold 2, and the reverse (the folds we have; 10 classes)
 
 Recipes, each trained by the kit's own `train_experiment` on the same folds:

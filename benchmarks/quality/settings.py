@@ -136,10 +136,11 @@ TRANSFER_VARIANTS = {
     "learning rate / 4 (0.0005)": {"learning_rate": 0.0005},
     "90 epochs": {"epochs": 90},
 }
-# The default recipe on other features, its base, fine-tune and scratch run alike (their own table; not with
-# --quick), by the tag its rows carry: (feature changes, base epochs). ESC-50's copy is 16 kHz, so a base on the
-# default's 22.05 kHz features never hears the top mel bins that UrbanSound8K's fine-tune does; at the copy's rate
-# with 24 ms frames on 120 epochs (ESC-50's best single recipe), the base hears every band it is fine-tuned on.
+# The default recipe on other features, its base, fine-tunes and scratch run alike (their own table, on each
+# protocol fine-tuned from ESC-50 bases on predefined folds; not with --quick), by the tag its rows carry:
+# (feature changes, base epochs). ESC-50's copy is 16 kHz, so a base on the default's 22.05 kHz features never
+# hears the top mel bins that UrbanSound8K's fine-tune does; at the copy's rate with 24 ms frames on 120 epochs
+# (ESC-50's best single recipe), the base hears every band it is fine-tuned on.
 TRANSFER_FEATURES = {"16 kHz, 24 ms hop, 120-epoch bases": (COPY_RATE_FINER_FRAMES, 120)}
 # The default view's scratch run and plain fine-tune again with these training seeds (the recipe's own is
 # its first), on the transfer protocols' predefined folds and bases: how far the gain moves with the seed alone

@@ -157,7 +157,8 @@ def other_features(bench: Bench, protocol: Protocol, dataset, index, shared: Pat
                                   features=features).trained(plan.kit[:1], dataset.name, index.train)
         base = bases.get(view.name)
         scratch, suffix = f"scratch ({tag}): {view.name}", f" ({tag})"
-        own_scratch, own_transfer, section = bench.train(dataset, index, view), None, {}
+        own_scratch, own_transfer = bench.train(dataset, index, view), None
+        section = {}
         if own_scratch:
             section[scratch] = run_scores(own_scratch, index, protocol)
         for label, changes in ({"same recipe": {}, **plan.transfer_variants} if base else {}).items():
