@@ -152,6 +152,10 @@ class TrainConfig:
     # epochs train the head alone, the backbone's weights and batch statistics kept as the base left
     # them; from scratch there is nothing to keep, and it does nothing.
     freeze_backbone_epochs: int = setting(0)
+    # Transfer only: every batch also holds as many of the base's own training clips, scored by a second
+    # head started as the base's, their loss weighted by this (modeling/rehearsal.py); 0: off. From
+    # scratch there is no base to rehearse, and it does nothing.
+    rehearsal_weight: float = setting(0.0)
 
     def __post_init__(self):
         if self.keep_epoch not in ("best", "last"):
@@ -167,6 +171,8 @@ class TrainConfig:
             raise ConfigError(f"train.gpu_batch_size must be 0 (the batch_size) or more, not {self.gpu_batch_size}")
         if self.freeze_backbone_epochs < 0:
             raise ConfigError(f"train.freeze_backbone_epochs must be 0 or more, not {self.freeze_backbone_epochs}")
+        if not self.rehearsal_weight >= 0:  # NaN too
+            raise ConfigError(f"train.rehearsal_weight must be 0 (off) or more, not {self.rehearsal_weight}")
 
 
 @dataclass(frozen=True)

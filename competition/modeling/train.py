@@ -46,6 +46,14 @@ from competition.modeling.batches import (
     whole_clip_length,
 )
 from competition.modeling.inference import geometric_mean, predict_store
+from competition.modeling.rehearsal import (
+    REHEARSAL_STREAM,
+    Rehearsal,
+    RehearsalError,
+    joint_batches,
+    joint_model,
+    target_model,
+)
 from competition.modeling.runs import BEST_MODEL, CHECKPOINT, HISTORY, STATE, Run, model_fingerprint
 from competition.onednn import cpu_computes_bfloat16
 from competition.workspace import Workspace, atomic_write_text
@@ -106,10 +114,11 @@ def reseed_dropout(model, seed: int) -> None:
 
 
 def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes: int, *,
-                   keep_memory: bool = True):
+                   keep_memory: bool = True, n_base_classes: int = 0):
     """tf.data over a Python generator of (x, y, weight) NumPy batches, prefetched so cropping and
     augmentation of the next batches overlap the model's work on this one. `keep_memory`: glibc's
-    thresholds raised again once the generator runs (allocator; False only for the bench's comparison)."""
+    thresholds raised again once the generator runs (allocator; False only for the bench's comparison).
+    `n_base_classes`: a rehearsal's batches, their y and weight pairs for the target's and the base's head."""
     import tensorflow as tf
 
     def generate():
@@ -122,9 +131,10 @@ def input_pipeline(batches, n_batches: int, length: int, n_bins: int, n_classes:
         finally:  # for this input's life only: a server in the same process keeps TensorFlow's
             tensorflow_thresholds()
 
-    signature = (tf.TensorSpec((None, length, n_bins), tf.float32),
-                 tf.TensorSpec((None, n_classes), tf.float32),
-                 tf.TensorSpec((None,), tf.float32))
+    x, y, weight = (tf.TensorSpec((None, length, n_bins), tf.float32), tf.TensorSpec((None, n_classes), tf.float32),
+                    tf.TensorSpec((None,), tf.float32))
+    signature = (x, (y, tf.TensorSpec((None, n_base_classes), tf.float32)), (weight, weight)) if n_base_classes else (
+        x, y, weight)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     # Declaring the length lets Keras end the epoch cleanly instead of warning it ran out of data.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(PREFETCH_BATCHES)
@@ -180,13 +190,19 @@ def dtype_policy(name: str):
 
 def compiled_model(experiment: Experiment, n_bins: int, n_classes: int, *, mean: np.ndarray, std: np.ndarray):
     """A new model of the experiment, compiled for training (Adam, cross-entropy on soft targets)."""
-    import keras
-
     from competition.modeling.models import build_model
 
-    model = build_model(experiment.model, n_bins, n_classes, mean=mean, std=std)
-    model.compile(optimizer=keras.optimizers.Adam(experiment.train.learning_rate),
-                  loss="categorical_crossentropy", weighted_metrics=[])
+    return compiled(build_model(experiment.model, n_bins, n_classes, mean=mean, std=std), experiment.train)
+
+
+def compiled(model, settings: TrainConfig):
+    """`model` compiled for training: Adam, cross-entropy on soft targets, for each of its outputs."""
+    import keras
+
+    n_outputs = len(model.outputs)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
+                  loss=["categorical_crossentropy"] * n_outputs if n_outputs > 1 else "categorical_crossentropy",
+                  weighted_metrics=[[]] * n_outputs if n_outputs > 1 else [])
     return model
 
 
@@ -195,13 +211,16 @@ class FoldTrainer:
 
     def __init__(self, run: Run, fold: int, experiment: Experiment, dataset: Dataset,
                  stores: dict[str, FeatureStore], train: pd.DataFrame, folds: pd.Series, test: pd.DataFrame,
-                 *, base_model: Path | None = None, deadline: float | None = None):
+                 *, base_model: Path | None = None, deadline: float | None = None,
+                 rehearsal: Rehearsal | None = None):
         self.run_folder = run
         self.deadline = deadline  # time.time() by which this call's training must have ended
         self.out_of_time = False
         self.longest_epoch = 0.0  # seconds, over the fold's epochs so far
         self.dir = run.fold_dir(fold)
         self.base_model = base_model
+        # The base's clips rehearsed beside the target's: a transfer's, where its settings ask for it.
+        self.rehearsal = rehearsal if base_model is not None and experiment.train.rehearsal_weight > 0 else None
         self.fold, self.experiment, self.dataset = fold, experiment, dataset
         self.stores, self.train_table, self.test_table = stores, train, test
         self.ids, self.targets, self.weights = _targets(train, dataset, experiment)
@@ -232,13 +251,23 @@ class FoldTrainer:
         store = self.stores["train"]
         fit = self.fit_positions
 
+        rehearsal = self.rehearsal
+
         def batches():
             for epoch in range(first_epoch, settings.epochs):
-                yield from training_batches(store, self.fit_rows, self.targets[fit], self.weights[fit], settings,
-                                            self.length, np.random.default_rng([settings.seed, self.fold, epoch]))
+                epoch_batches = training_batches(store, self.fit_rows, self.targets[fit], self.weights[fit],
+                                                 settings, self.length,
+                                                 np.random.default_rng([settings.seed, self.fold, epoch]))
+                if rehearsal is None:
+                    yield from epoch_batches
+                    continue
+                rehearsed = rehearsal.batches(settings, self.length, np.random.default_rng(
+                    [settings.seed, self.fold, epoch, REHEARSAL_STREAM]))
+                yield from joint_batches(epoch_batches, rehearsed, len(rehearsal.labels), settings.rehearsal_weight)
 
         return input_pipeline(batches, self.batches_per_epoch * (settings.epochs - first_epoch), self.length,
-                              store.frames.shape[1], len(self.dataset.labels))
+                              store.frames.shape[1], len(self.dataset.labels),
+                              n_base_classes=len(rehearsal.labels) if rehearsal else 0)
 
     def _new_model(self):
         store = self.stores["train"]
@@ -249,11 +278,15 @@ class FoldTrainer:
 
             from competition.modeling.models import copy_backbone_weights
 
-            copy_backbone_weights(keras.models.load_model(self.base_model), model)
+            base = keras.models.load_model(self.base_model)
+            copy_backbone_weights(base, model)
+            if self.rehearsal is not None:
+                model = compiled(joint_model(model, base, len(self.rehearsal.labels), self.experiment.model.dropout),
+                                 self.experiment.train)
         return model
 
     def validate(self, model, n_crops: int) -> tuple[np.ndarray, float]:
-        probs = predict_store(model, self.stores["train"], self.val_rows, self.length, n_crops)
+        probs = predict_store(target_model(model), self.stores["train"], self.val_rows, self.length, n_crops)
         check_finite(probs, f"{self.dir}: held-out predictions")
         return probs, score(self.dataset.metric, self.ids[self.val_positions], probs)
 
@@ -279,7 +312,7 @@ class FoldTrainer:
         if self.out_of_time:
             return None
         if settings.keep_epoch == "last":
-            _save_model(model, self.dir / BEST_MODEL)
+            _save_model(target_model(model), self.dir / BEST_MODEL)
         return self._finish(state)
 
     def more_epochs(self, state: dict, next_epoch: int) -> bool:
@@ -346,7 +379,7 @@ class FoldTrainer:
         if val_score > state["best_score"]:
             state.update(best_score=val_score, best_epoch=epoch)
             if settings.keep_epoch == "best":
-                _save_model(model, self.dir / BEST_MODEL)
+                _save_model(target_model(model), self.dir / BEST_MODEL)
         state["epoch"] = epoch
         self._save_checkpoint(model, state)
         if self.deadline is not None and time.time() + self.seconds_needed(state) > self.deadline:
@@ -529,15 +562,19 @@ def exclude_sources_of(workspace: Workspace, index: Index, other: str) -> tuple[
 def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, experiment: Experiment, *,
                      run_name: str | None = None, only_folds: list[int] | None = None,
                      base_model: Path | None = None, exclude_sources: str | None = None,
-                     deadline: float | None = None) -> Path:
+                     deadline: float | None = None, rehearsal: Rehearsal | None = None) -> Path:
     """Train every fold (or `only_folds`) of an experiment; assemble the run's OOF and test predictions.
     With `base_model`, every fold starts from that model's backbone weights (transfer); with
     `exclude_sources`, without the clips of recordings that dataset also holds (a base for it).
-    With `deadline` (time.time()), TimeBudgetSpent when it comes before every fold is done."""
+    With `deadline` (time.time()), TimeBudgetSpent when it comes before every fold is done. With a base
+    and train.rehearsal_weight above 0, `rehearsal` holds the base's clips rehearsed beside the target's."""
     from tqdm import tqdm
 
     from competition.modeling.report import write_report
 
+    if base_model is not None and experiment.train.rehearsal_weight > 0 and rehearsal is None:
+        raise RehearsalError(f"{experiment.name}: train.rehearsal_weight is {experiment.train.rehearsal_weight}, but "
+                             "no base clips were given to rehearse (make transfer gives its base's)")
     excluded, full_train = None, index.train
     if exclude_sources:
         index, excluded, keep = exclude_sources_of(workspace, index, exclude_sources)
@@ -577,7 +614,7 @@ def train_experiment(workspace: Workspace, dataset: Dataset, index: Index, exper
             if deadline is not None and position and time.time() + last_epoch_seconds > deadline:
                 raise TimeBudgetSpent(run.dir, {int(f): _epochs_trained(run, int(f)) for f in todo[position:]})
             trainer = FoldTrainer(run, int(fold), trained, dataset, stores, index.train, folds, index.test,
-                                  base_model=base_model, deadline=deadline)
+                                  base_model=base_model, deadline=deadline, rehearsal=rehearsal)
             if trainer.run(progress) is None:
                 raise TimeBudgetSpent(run.dir, {int(f): _epochs_trained(run, int(f)) for f in todo[position:]})
             last_epoch_seconds = trainer.longest_epoch

@@ -10,6 +10,8 @@ standardisation (`input_norm`) is not copied: it holds the target dataset's own 
 A base trained on clips of recordings the target also holds has heard the target's test clips
 (datasets.sources): such a base is refused, saying how many clips and recordings it shares, unless
 it was trained without them (`make train EXCLUDE_SOURCES_OF=<target>`) or `allow_leakage` is given.
+With `train.rehearsal_weight`, the base dataset's own clips (never one of the target's recordings) keep
+training the base's head beside the target's (modeling/rehearsal.py).
 """
 
 from __future__ import annotations
@@ -87,4 +89,22 @@ def run_transfer(workspace, base_run: Path, dataset_name: str, experiment_file: 
     else:
         print(f"leakage check: {check_leakage(workspace, base, dataset.name, index.train)}")
     return train_experiment(workspace, dataset, index, experiment, base_model=base.best_fold_model(),
-                            run_name=run_name or f"{dataset.name}-{experiment.name}-from-{base.name}")
+                            run_name=run_name or f"{dataset.name}-{experiment.name}-from-{base.name}",
+                            rehearsal=base_rehearsal(workspace, base, experiment, dataset.name, index.train))
+
+
+def base_rehearsal(workspace, base: Run, experiment: Experiment, target_name: str, target_train):
+    """The base dataset's clips to rehearse where the experiment asks for it (train.rehearsal_weight), on
+    the base's features; None where it does not."""
+    from competition.datasets.registry import get_dataset
+    from competition.modeling.rehearsal import rehearsal_set
+    from competition.modeling.train import exclude_sources_of
+
+    if not experiment.train.rehearsal_weight > 0:
+        return None
+    record = base.config()
+    dataset = get_dataset(record["dataset"])
+    index = dataset.index(workspace.dataset_dir(dataset.name))
+    if excluded := record.get("excluded_sources"):  # the clips the base was trained on, as it was
+        index, _, _ = exclude_sources_of(workspace, index, excluded["of"])
+    return rehearsal_set(workspace, dataset, index.train, experiment.features, target_name, target_train)
