@@ -593,7 +593,8 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
         recipes.append(tmp_path / f"{name}.toml")
         recipes[-1].write_text(TINY_RECIPE.format(name=name, kind=kind))
     (tmp_path / "tiny-transfer.toml").write_text(TINY_TRANSFER)
-    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.0005}},
+    plan = replace(QualityPlan(), kit=tuple(recipes), transfer_variants={"lower rate": {"learning_rate": 0.0005},
+                                                                        "rehearsed": {"rehearsal_weight": 1.0}},
                    base_epochs=1, kit_transfer=tmp_path / "tiny-transfer.toml", training_seeds=()).with_protocol(
         replace(ESC10_TRANSFER, epochs=1))
     shared = _fake_shared(tmp_path, tiny_competition)
@@ -608,14 +609,16 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     rows = run_quality_bench(workspace, shared=shared, only=["esc10-transfer"], quick=True,
                              plan=plan)["esc10-transfer"]
     blend = "tiny-logmel + tiny-mfcc (blend)"
-    # The default view also with the fine-tuning variant, then the blend from scratch against the blend transferred.
+    # The default view also with the fine-tuning variants, then the blend from scratch against the blend transferred.
     assert list(rows) == ["scratch: tiny-logmel", "transfer: same recipe", "transfer: lower rate",
-                          "transfer: make transfer's settings (tiny-transfer.toml)", f"scratch: {blend}",
-                          f"transfer: {blend}",
+                          "transfer: rehearsed", "transfer: make transfer's settings (tiny-transfer.toml)",
+                          f"scratch: {blend}", f"transfer: {blend}",
                           "scratch + transfer: 4 views (blend)", "scratch + transfer: 4 views (blend, weights fitted "
                                                                  "out of fold)"]
     captured = capsys.readouterr()
     assert "left out 1 train clip(s) of 1 recording(s) that esc10 also holds" in captured.err
+    # The rehearsing variant trains again on the clips its base was trained on: never the sibling.
+    assert f"rehearsal: {(~table['esc10']).sum() - 1} esc40-base clip(s) beside esc10's\n" in captured.err
     bases = sorted(workspace.runs.glob("bench-esc40-base-*"))
     assert len(bases) == 2 and all(path.name.endswith("-without-esc10") for path in bases)
     for base in bases:
@@ -634,9 +637,10 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     # Each view's plain fine-tune from its own base, and the variant from the default view's base.
     logmel_base = next(str(Run(base).model_path(1)) for base in bases if "tiny-logmel" in base.name)
     assert sorted(Run(path).config()["base_model"] for path in transferred) == sorted(
-        [str(Run(base).model_path(1)) for base in bases] + [logmel_base] * 2)
-    variant = [path for path in transferred if Run(path).config()["params"]["train"]["learning_rate"] == 0.0005]
-    assert len(variant) == 1 and Run(variant[0]).config()["base_model"] == logmel_base
+        [str(Run(base).model_path(1)) for base in bases] + [logmel_base] * 3)
+    for setting, value in (("learning_rate", 0.0005), ("rehearsal_weight", 1.0)):
+        variant = [path for path in transferred if Run(path).config()["params"]["train"].get(setting) == value]
+        assert len(variant) == 1 and Run(variant[0]).config()["base_model"] == logmel_base
     assert set(rows["transfer: same recipe"]) >= {f"fold {fold}" for fold in range(1, 6)}
     assert "not finished, so not scored here (the esc50 protocol trains them" in out
 
@@ -647,7 +651,7 @@ def test_esc10_transfer_starts_from_bases_on_esc50_s_other_classes_without_esc10
     run_quality_bench(workspace, shared=shared, only=["esc50"], quick=True, plan=plan)
     rows = run_quality_bench(workspace, shared=shared, only=["esc10-transfer"], quick=True, plan=plan)["esc10-transfer"]
     beside = "transfer: same recipe + trained on esc50's classes: tiny-logmel: 2 views (blend)"
-    assert list(rows)[4:6] == [beside, beside.replace("(blend)", "(blend, weights fitted out of fold)")]
+    assert list(rows)[5:7] == [beside, beside.replace("(blend)", "(blend, weights fitted out of fold)")]
     assert re.search(rf"{re.escape(beside.removeprefix('transfer: '))} \d\.\d{{4}} (NOT )?met", capsys.readouterr().out)
 
 

@@ -10,6 +10,7 @@ from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.data import protocol_dataset, shared_copy
 from benchmarks.quality.scores import train_seconds
 from benchmarks.quality.settings import ESC50, Protocol
+from competition.modeling.runs import Run
 
 
 def base_schedules(bench: Bench) -> dict[str, int]:
@@ -85,15 +86,13 @@ class Esc50Bases:
     def trained(self, recipes, target: str, target_train) -> tuple[dict, list[str]]:
         """Each recipe's base, trained unless it finished, and checked against `target`: the finished
         ones by recipe name (their runs), and a line on each (or on its absence)."""
-        from competition.modeling.runs import Run
-
         bases, notes = {}, []
         for recipe in recipes:
             experiment, run_dir = self.train(recipe)
             if not run_dir:
                 notes.append(f"base not trained: {experiment.name} ({self.epochs} epochs)")
                 continue
-            bases[experiment.name] = Run(run_dir)
+            bases[experiment.name] = TrainedBase(run_dir, self)
             notes.append(self.describe(experiment, bases[experiment.name], target, target_train))
         return bases, notes
 
@@ -109,6 +108,33 @@ class Esc50Bases:
                 f"{self.epochs} epochs ({train_seconds([base.dir]):.0f} s), accuracy {summary['score']:.4f} on its "
                 f"{summary['n_val']} held-out check "
                 f"clips (one per class; {siblings} share a recording with {clips} training clips: optimistic)")
+
+
+class TrainedBase(Run):
+    """A finished base run of `bases`: what a fine-tune rehearsing the base's clips trains on again."""
+
+    def __init__(self, directory: Path, bases: Esc50Bases):
+        super().__init__(directory)
+        self.bases = bases
+
+    def rehearsal(self, features, target: str, target_train):
+        """The clips the base was trained on (its check clips too; but the recordings `target` holds), on
+        `features`."""
+        from competition.modeling.rehearsal import rehearsal_set
+        from competition.modeling.train import exclude_sources_of
+
+        bases = self.bases
+        trained_on, _, _ = exclude_sources_of(bases.workspace, bases.index, bases.without)
+        return rehearsal_set(bases.workspace, bases.dataset, trained_on.train, features, target, target_train)
+
+
+def fine_tune(bench: Bench, dataset, index, experiment, base: TrainedBase) -> Path | None:
+    """The experiment fine-tuned on the protocol's folds from `base`'s model, trained unless it finished;
+    rehearsing the base's clips where the experiment asks for it (train.rehearsal_weight)."""
+    rehearsal = (base.rehearsal(experiment.features, dataset.name, index.train)
+                 if experiment.train.rehearsal_weight > 0 else None)
+    return bench.train(dataset, index, experiment, base_model=base.model_path(1),
+                       run_name=fine_tune_name(dataset, experiment, base), rehearsal=rehearsal)
 
 
 def fine_tune_name(dataset, experiment, base) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
+from benchmarks.quality.bases import Esc50Bases, base_schedules
+from benchmarks.quality.bases import fine_tune as fine_tune_from
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.scores import FITTED, fitted_name, repeat_blend
 from benchmarks.quality.settings import BASES_WITHOUT, FSD_MARGIN_OVER_PEER, TARGETS, Protocol
@@ -27,8 +28,7 @@ def fsd_transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shar
         base_notes += notes
 
     def fine_tune(experiment, base) -> Path | None:
-        return bench.train(dataset, index, experiment, base_model=base.model_path(1),
-                           run_name=fine_tune_name(dataset, experiment, base))
+        return fine_tune_from(bench, dataset, index, experiment, base)
 
     peer = {seed: bench.train(dataset, index, recipe_experiment(plan.peer, protocol, fold_seed=seed))
             for seed in protocol.seeds}

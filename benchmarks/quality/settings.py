@@ -135,6 +135,9 @@ TRANSFER_VARIANTS = {
     "backbone frozen for the first 10 epochs": {"freeze_backbone_epochs": 10},
     "learning rate / 4 (0.0005)": {"learning_rate": 0.0005},
     "90 epochs": {"epochs": 90},
+    # The base's own clips (never the target's recordings) rehearsed beside the target's, each batch half
+    # and half, their loss weighing as much: the backbone keeps learning from the base's larger set.
+    "the base's clips rehearsed beside (weight 1)": {"rehearsal_weight": 1.0},
 }
 # The default recipe on other features, its base, fine-tunes and scratch run alike (their own table, on each
 # protocol fine-tuned from ESC-50 bases on predefined folds; not with --quick), by the tag its rows carry:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.quality.bases import Esc50Bases, base_schedules, fine_tune_name
+from benchmarks.quality.bases import Esc50Bases, base_schedules
+from benchmarks.quality.bases import fine_tune as fine_tune_from
 from benchmarks.quality.bench import Bench, recipe_experiment
 from benchmarks.quality.data import shared_copy
 from benchmarks.quality.scores import FITTED, blend_scores, run_scores
@@ -36,8 +37,7 @@ def transfer_protocol(bench: Bench, protocol: Protocol, dataset, index, shared: 
                if set(dataset.labels) <= set(ESC50_LABELS) else None)
 
     def fine_tune(experiment, base) -> Path | None:
-        return bench.train(dataset, index, experiment, base_model=base.model_path(1),
-                           run_name=fine_tune_name(dataset, experiment, base))
+        return fine_tune_from(bench, dataset, index, experiment, base)
 
     views = {path.stem: recipe_experiment(path, protocol) for path in plan.kit}
     scratch_views: dict[str, Path | None] = {}
