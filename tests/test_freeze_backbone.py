@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from tiny_run import kill_after_checkpoint
 
 from competition.config import Experiment, FeatureConfig, FoldConfig, ModelConfig, TrainConfig, hashed_settings
 from competition.datasets.registry import get_dataset
@@ -71,18 +72,11 @@ def test_a_frozen_backbone_stays_the_base_s_during_the_frozen_epochs_and_trains_
 
     # Killed in the frozen epochs, it resumes frozen from its checkpoint, to the same model.
     monkeypatch.setattr(FoldTrainer, "end_epoch", original)
-    saving = FoldTrainer._save_checkpoint
-
-    def save_then_die(self, model, state):
-        saving(self, model, state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", save_then_die)
+    undo = kill_after_checkpoint(monkeypatch, epoch=0)
     with pytest.raises(KeyboardInterrupt):
         train_experiment(workspace, dataset, index, tuned, base_model=base_run / "fold-0" / "model.keras",
                          run_name="resumed", only_folds=[0])
-    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", saving)
+    undo()
     checkpoint = keras.models.load_model(workspace.runs / "resumed" / "fold-0" / "checkpoint.keras")
     assert all(layer.trainable for layer in checkpoint.layers)  # saved whole, optimizer slots and all
     resumed = train_experiment(workspace, dataset, index, tuned, base_model=base_run / "fold-0" / "model.keras",

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from layouts import make_urbansound8k
+from tiny_run import kill_after_checkpoint
 
 from competition.config import ConfigError, FeatureConfig, ModelConfig, TrainConfig, hashed_settings
 from competition.datasets.registry import get_dataset
@@ -183,7 +184,7 @@ def test_make_transfer_rehearses_the_base_s_clips_and_keeps_the_target_s_model_a
 @pytest.mark.slow
 def test_a_rehearsed_fold_resumes_to_the_same_model_and_asking_without_base_clips_is_refused(workspace, monkeypatch):
     from competition.config import Experiment, FoldConfig
-    from competition.modeling.train import FoldTrainer, train_experiment
+    from competition.modeling.train import train_experiment
 
     dataset = get_dataset("demo")
     index = dataset.index(workspace.dataset_dir("demo"))
@@ -206,18 +207,11 @@ def test_a_rehearsed_fold_resumes_to_the_same_model_and_asking_without_base_clip
     assert not np.allclose(np.load(straight / "fold-0" / "oof.npz")["probs"],
                            np.load(plain / "fold-0" / "oof.npz")["probs"], atol=1e-4)
 
-    saving = FoldTrainer._save_checkpoint
-
-    def save_then_die(self, model, state):
-        saving(self, model, state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", save_then_die)
+    undo = kill_after_checkpoint(monkeypatch, epoch=0)
     with pytest.raises(KeyboardInterrupt):
         train_experiment(workspace, dataset, index, tuned, base_model=base, rehearsal=rehearsal, run_name="resumed",
                          only_folds=[0])
-    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", saving)
+    undo()
     import keras
 
     checkpoint = keras.models.load_model(workspace.runs / "resumed" / "fold-0" / "checkpoint.keras")

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_run import kill_after_checkpoint
 
 from competition.config import Experiment, FeatureConfig, FoldConfig, ModelConfig, TrainConfig
 from competition.datasets.registry import get_dataset
-from competition.modeling.train import FoldTrainer, _targets, reseed_dropout, train_experiment
+from competition.modeling.train import _targets, reseed_dropout, train_experiment
 
 TINY = Experiment(
     name="tiny",
@@ -67,21 +68,12 @@ def test_a_killed_run_resumes_to_the_same_result(workspace, monkeypatch):
     index = dataset.index(workspace.dataset_dir("demo"))
     straight = train_experiment(workspace, dataset, index, TINY, run_name="straight", only_folds=[0])
 
-    original = FoldTrainer._save_checkpoint
-    calls = []
-
-    def save_then_die(self, model, state):
-        original(self, model, state)
-        calls.append(state["epoch"])
-        if len(calls) == 2:  # killed after epoch 1 was checkpointed, before epoch 2
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", save_then_die)
+    undo = kill_after_checkpoint(monkeypatch, epoch=1)  # killed after epoch 1 was checkpointed, before epoch 2
     with pytest.raises(KeyboardInterrupt):
         train_experiment(workspace, dataset, index, TINY, run_name="resumed", only_folds=[0])
     fold_dir = workspace.runs / "resumed" / "fold-0"
     assert json.loads((fold_dir / "state.json").read_text())["epoch"] == 1 and not (fold_dir / "done.json").exists()
-    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", original)
+    undo()
     resumed = train_experiment(workspace, dataset, index, TINY, run_name="resumed", only_folds=[0])
 
     (straight_predictions, straight_history), (resumed_predictions, resumed_history) = \

@@ -63,3 +63,19 @@ def write_tone(path: Path, seconds: float, *, frequency: float = 440.0, sample_r
     samples = 0.4 * np.sin(2 * np.pi * frequency * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t)) + 0.02 * noise
     soundfile.write(path, samples.astype(np.float32), sample_rate, subtype="PCM_16")
     return path
+
+
+def kill_after_checkpoint(monkeypatch, epoch: int):
+    """FoldTrainer raising KeyboardInterrupt once `epoch` is checkpointed (a kill between two epochs);
+    returns what undoes it."""
+    from competition.modeling.train import FoldTrainer
+
+    saving = FoldTrainer._save_checkpoint
+
+    def save_then_die(self, model, state):
+        saving(self, model, state)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FoldTrainer, "_save_checkpoint", save_then_die)
+    return lambda: monkeypatch.setattr(FoldTrainer, "_save_checkpoint", saving)

@@ -14,8 +14,9 @@ the names `--only` (`make bench-quality ONLY=...`) takes, in the order they run:
                    the kit's exclude-sources mechanism), beside the same recipe from scratch (same
                    epochs, same folds): the transfer gain in points per fold; then what a practitioner
                    would try (the backbone frozen for the first epochs, a lower learning rate, longer
-                   fine-tuning, the base's own clips rehearsed beside the target's) and what `make transfer` itself trains (its settings file, on the
-                   base's features and model); and the default blend with every view fine-tuned
+                   fine-tuning, the base's own clips rehearsed beside the target's) and what
+                   `make transfer` itself trains (its settings file, on the base's features and
+                   model); and the default blend with every view fine-tuned
                    from its own ESC-50 base against the blend from scratch; then all of it again
                    from bases trained on a longer schedule (not with --quick); last, the default
                    recipe's scratch run and plain fine-tune again with other training seeds
